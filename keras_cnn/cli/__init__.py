@@ -1,0 +1,1 @@
+"""Command-line front ends; `scripts/<name>.py` and the console scripts call their main(argv)."""

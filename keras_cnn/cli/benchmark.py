@@ -1,0 +1,99 @@
+"""Throughput benchmarks; prints one JSON line per measured configuration.
+
+    python scripts/benchmark.py --pipeline --dataset cifar10 --data-dir ../shared/data/cifar10
+
+`--pipeline`: images/s of the input pipeline alone (decode once, then augment, normalize,
+batch from memory), reported per epoch after the first; `--compare-keras` also times
+`keras.utils.image_dataset_from_directory` on the same folder.
+"""
+import json
+import statistics
+import time
+
+from keras_cnn.cli.common import ArgumentParser, quiet_tensorflow
+from keras_cnn.errors import UsageError, cli_entry
+
+
+@cli_entry
+def main(argv=None):
+    quiet_tensorflow()
+    parser = ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--pipeline", action="store_true", help="benchmark the input pipeline alone")
+    parser.add_argument("--dataset", default="cifar10")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the decoding epoch")
+    parser.add_argument("--no-augment", action="store_true", help="skip crop and flip")
+    parser.add_argument("--compare-keras", action="store_true", help="also time image_dataset_from_directory")
+    parser.add_argument("--keras-batches", type=int, default=100, help="batches timed for --compare-keras")
+    args = parser.parse_args(argv)
+    if not args.pipeline:
+        raise UsageError("nothing to measure: pass --pipeline (model throughput comes with the performance work)")
+    if args.batch_size < 1 or args.epochs < 1:
+        raise UsageError("--batch-size and --epochs must be at least 1")
+    print(json.dumps(benchmark_pipeline(args)), flush=True)
+    if args.compare_keras:
+        print(json.dumps(benchmark_keras_folder(args)), flush=True)
+    return 0
+
+
+def benchmark_pipeline(args):
+    from keras_cnn.config import DataConfig
+    from keras_cnn.data import prepare_data
+    from keras_cnn.data.pipeline import make_dataset
+
+    cfg = DataConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        crop_padding=0 if args.no_augment else 4,
+        flip=not args.no_augment,
+    )
+    start = time.perf_counter()
+    data = prepare_data(cfg)
+    decode_seconds = time.perf_counter() - start
+    rates = []
+    for epoch in range(args.epochs):
+        ds = make_dataset(data.train, cfg, training=True, epoch=epoch, normalizer=data.normalizer)
+        start = time.perf_counter()
+        count = sum(int(x.shape[0]) for x, _ in ds)
+        rates.append(count / (time.perf_counter() - start))
+    return {
+        "benchmark": "pipeline",
+        "dataset": args.dataset,
+        "batch_size": args.batch_size,
+        "augment": not args.no_augment,
+        "train_images": len(data.train),
+        "decode_seconds": round(decode_seconds, 1),
+        "images_per_sec": round(statistics.median(rates)),
+        "images_per_sec_per_epoch": [round(r) for r in rates],
+    }
+
+
+def benchmark_keras_folder(args):
+    import os
+
+    import keras
+    import tensorflow as tf
+
+    folder = args.data_dir
+    if folder and os.path.isdir(os.path.join(folder, "train")):
+        folder = os.path.join(folder, "train")
+    if not folder or not os.path.isdir(folder):
+        raise UsageError("--compare-keras needs --data-dir pointing at an image folder")
+    ds = keras.utils.image_dataset_from_directory(folder, batch_size=args.batch_size, image_size=(32, 32), verbose=False)
+    ds = ds.map(lambda x, y: (x / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    it = iter(ds)
+    next(it)  # warm-up
+    start = time.perf_counter()
+    count = sum(int(next(it)[0].shape[0]) for _ in range(args.keras_batches))
+    return {
+        "benchmark": "keras_image_dataset_from_directory",
+        "dataset": args.dataset,
+        "batch_size": args.batch_size,
+        "images_per_sec": round(count / (time.perf_counter() - start)),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""Data layer: sources -> validation split -> normalization -> tf.data pipeline."""
+import dataclasses
+
+from keras_cnn.data.normalization import Normalizer
+from keras_cnn.data.sources import ArraySplit, LoadedData, load_data
+from keras_cnn.data.split import default_val_size, stratified_split
+
+__all__ = ["ArraySplit", "LoadedData", "Normalizer", "PreparedData", "load_data", "prepare_data"]
+
+
+@dataclasses.dataclass
+class PreparedData:
+    train: ArraySplit
+    validation: ArraySplit | None
+    class_names: list
+    normalizer: Normalizer
+    val_size: int  # as used, for config.json
+    description: str
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def image_shape(self):
+        return tuple(self.train.images.shape[1:])
+
+
+def prepare_data(cfg, *, seed=0):
+    """Load cfg.dataset, carve the validation split, fit normalization on the training part."""
+    loaded = load_data(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, on_corrupt=cfg.on_corrupt)
+    train, validation = loaded.train, loaded.validation
+    if validation is None:
+        val_size = cfg.val_size if cfg.val_size is not None else default_val_size(cfg.dataset, len(train))
+        train_idx, val_idx = stratified_split(train.labels, val_size, cfg.split_seed)
+        train, validation = train.take(train_idx), (train.take(val_idx) if val_size else None)
+    else:
+        val_size = len(validation)
+    # Stratified subsets keep every class, for smoke runs and tiny-subset checks.
+    train = _subset(train, cfg.train_limit, seed)
+    validation = _subset(validation, cfg.val_limit, seed)
+    normalizer = Normalizer.fit(train.images, cfg.normalization)
+    return PreparedData(train, validation, loaded.class_names, normalizer, val_size, loaded.description)
+
+
+def _subset(split, limit, seed):
+    if split is None or not limit or limit >= len(split):
+        return split
+    _, keep = stratified_split(split.labels, limit, seed)
+    return split.take(keep)

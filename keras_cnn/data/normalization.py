@@ -1,0 +1,93 @@
+"""Input normalization per CS231n: statistics from the training split, applied in the graph.
+
+Modes: `none` (x/255), `center` (subtract the per-channel mean), `standardize` (also divide
+by the per-channel std, the default), `pca_whiten` (decorrelate all pixels; small inputs only).
+The statistics are saved with the run and the export puts them inside the served graph.
+"""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn.errors import UsageError, choose
+
+MODES = ("none", "center", "standardize", "pca_whiten")
+MAX_WHITEN_DIM = 4096  # a D x D covariance; beyond this PCA whitening is impractical
+WHITEN_EPSILON = 1e-2  # on [0, 1] pixels; keeps near-zero eigenvalues from exploding noise
+
+
+@dataclasses.dataclass
+class Normalizer:
+    mode: str
+    mean: list  # per channel, pixel units 0..255
+    std: list
+    whitening: np.ndarray | None = None  # (D, D), for pca_whiten
+
+    @classmethod
+    def fit(cls, images, mode="standardize", *, batch=8192):
+        """Compute statistics from uint8 images (N, H, W, C) in float64, a batch at a time."""
+        choose("normalization", mode, MODES)
+        channels = images.shape[-1]
+        total = np.zeros(channels)
+        squares = np.zeros(channels)
+        for start in range(0, len(images), batch):
+            chunk = images[start : start + batch].reshape(-1, channels).astype(np.float64)
+            total += chunk.sum(0)
+            squares += (chunk**2).sum(0)
+        count = len(images) * images.shape[1] * images.shape[2]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 1e-12))
+        whitening = None
+        if mode == "pca_whiten":
+            whitening = _pca_whitening(images, mean)
+        return cls(mode, mean.tolist(), std.tolist(), whitening)
+
+    def __call__(self, images):
+        """uint8/float images (B, H, W, C) -> float32, in the graph."""
+        x = tf.cast(images, tf.float32)
+        mean = tf.constant(self.mean, tf.float32)
+        if self.mode == "none":
+            return x / 255.0
+        if self.mode == "center":
+            return (x - mean) / 255.0
+        if self.mode == "standardize":
+            # One multiply-add per pixel: x * (1/std) + (-mean/std).
+            scale = 1.0 / np.asarray(self.std)
+            return x * tf.constant(scale, tf.float32) + tf.constant(-np.asarray(self.mean) * scale, tf.float32)
+        shape = tf.shape(x)
+        flat = tf.reshape((x - mean) / 255.0, [shape[0], -1])
+        return tf.reshape(tf.matmul(flat, tf.constant(self.whitening, tf.float32)), shape)
+
+    def to_dict(self):
+        return {"mode": self.mode, "mean": self.mean, "std": self.std}
+
+    def save(self, directory):
+        with open(os.path.join(directory, "normalization.json"), "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+        if self.whitening is not None:
+            np.save(os.path.join(directory, "whitening.npy"), self.whitening)
+
+    @classmethod
+    def load(cls, directory):
+        with open(os.path.join(directory, "normalization.json")) as f:
+            d = json.load(f)
+        path = os.path.join(directory, "whitening.npy")
+        whitening = np.load(path) if d["mode"] == "pca_whiten" else None
+        return cls(d["mode"], d["mean"], d["std"], whitening)
+
+
+def _pca_whitening(images, mean, max_samples=20000):
+    dim = int(np.prod(images.shape[1:]))
+    if dim > MAX_WHITEN_DIM:
+        raise UsageError(
+            f"pca_whiten needs small inputs (at most {MAX_WHITEN_DIM} values per image, got {dim}); "
+            "use --normalization standardize"
+        )
+    sample = images[:max_samples].reshape(-1, images.shape[-1]).astype(np.float64)
+    flat = ((sample - mean) / 255.0).reshape(min(len(images), max_samples), dim)
+    cov = flat.T @ flat / len(flat)
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    # ZCA form (rotate back): whitened images still look like images, which convnets need.
+    return (eigvecs / np.sqrt(eigvals + WHITEN_EPSILON)) @ eigvecs.T

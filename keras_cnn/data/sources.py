@@ -1,0 +1,313 @@
+"""Where images come from: image-folder trees, .npz arrays, the TFDS catalog.
+
+Every source ends as uint8 arrays (N, H, W, C) with int32 labels and a list of class
+names, held in memory: the datasets this toolkit targets (MNIST, CIFAR) fit many times
+over, and in-memory arrays make the tf.data pipeline a cheap gather.
+"""
+import dataclasses
+import glob
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from keras_cnn.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+DATA_ROOT_ENV = "KERAS_CNN_DATA_DIR"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Known class counts, so labels outside them are caught even when a source has no names.
+KNOWN_NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10, "cifar100": 100}
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+KNOWN_CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion_mnist": ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"],
+    "cifar10": CIFAR10_CLASSES,
+}
+
+
+@dataclasses.dataclass
+class ArraySplit:
+    """One split in memory: uint8 images (N, H, W, C) and int32 labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self):
+        return len(self.labels)
+
+    def take(self, indices):
+        return ArraySplit(self.images[indices], self.labels[indices])
+
+
+@dataclasses.dataclass
+class LoadedData:
+    train: ArraySplit
+    class_names: list
+    validation: ArraySplit | None = None  # only when the source ships one
+    test: ArraySplit | None = None
+    description: str = ""  # where the data came from, for logs and config.json
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def image_shape(self):
+        return tuple(self.train.images.shape[1:])
+
+
+def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip"):
+    """Find and load `dataset`: --data-dir, then $KERAS_CNN_DATA_DIR/<dataset>, then TFDS."""
+    looked = []
+    if data_dir:
+        if not os.path.exists(data_dir):
+            raise UsageError(f"--data-dir {data_dir} does not exist; point it at an image folder, an .npz file or a TFDS data dir")
+        return _load_path(dataset, data_dir, image_size=image_size, on_corrupt=on_corrupt)
+    looked.append("--data-dir (not given)")
+    root = os.environ.get(DATA_ROOT_ENV)
+    if root:
+        candidate = os.path.join(root, dataset)
+        if os.path.exists(candidate):
+            return _load_path(dataset, candidate, image_size=image_size, on_corrupt=on_corrupt)
+        looked.append(f"{candidate} (missing)")
+    else:
+        looked.append(f"${DATA_ROOT_ENV} (unset)")
+    try:
+        return load_tfds(dataset, None, image_size=image_size)
+    except UsageError as err:
+        looked.append(f"TFDS ({err})")
+    raise UsageError(
+        f"dataset {dataset!r} not found; looked in: {'; '.join(looked)}. "
+        f"Point --data-dir at a local copy (image folder, .npz, or TFDS data dir) "
+        f"or set {DATA_ROOT_ENV} to a folder holding {dataset}/, e.g. {DATA_ROOT_ENV}=../shared/data"
+    )
+
+
+def _load_path(dataset, path, *, image_size, on_corrupt):
+    if os.path.isfile(path):
+        if path.endswith(".npz"):
+            return load_npz(path, dataset)
+        raise UsageError(f"{path} is a file but not an .npz archive; give an .npz file or a directory")
+    if os.path.isfile(os.path.join(path, "train.npz")):
+        return load_npz(os.path.join(path, "train.npz"), dataset)
+    if os.path.isfile(os.path.join(path, "dataset_info.json")) or glob.glob(
+        os.path.join(path, dataset, "*", "dataset_info.json")
+    ):
+        return load_tfds(dataset, path, image_size=image_size)
+    return load_image_folder(path, image_size=image_size, on_corrupt=on_corrupt)
+
+
+# ----------------------------------------------------------------------------- .npz
+
+
+def load_npz(path, dataset=None):
+    """Keras's layout: x_train, y_train (and optional x_test, y_test, class_names)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read {path} as an .npz archive ({err}); check the file") from None
+    with archive:
+        missing = [k for k in ("x_train", "y_train") if k not in archive.files]
+        if missing:
+            raise UsageError(
+                f"{path} lacks {', '.join(missing)} (has: {', '.join(archive.files) or 'nothing'}); "
+                "an .npz dataset needs Keras's keys x_train and y_train"
+            )
+        train = _npz_split(archive["x_train"], archive["y_train"], path, "train")
+        test = None
+        if "x_test" in archive.files and "y_test" in archive.files:
+            test = _npz_split(archive["x_test"], archive["y_test"], path, "test")
+        names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
+    sibling_test = os.path.join(os.path.dirname(path), "test.npz")
+    if test is None and os.path.basename(path) == "train.npz" and os.path.isfile(sibling_test):
+        with np.load(sibling_test, allow_pickle=False) as t:
+            test = _npz_split(t["x_test" if "x_test" in t.files else "x_train"], t["y_test" if "y_test" in t.files else "y_train"], sibling_test, "test")
+    if names is None:
+        names = KNOWN_CLASS_NAMES.get(dataset)
+        if names is None:
+            top = int(train.labels.max()) + 1
+            names = [str(i) for i in range(KNOWN_NUM_CLASSES.get(dataset, top))]
+    for split, which in ((train, "train"), (test, "test")):
+        if split is not None:
+            check_labels(split.labels, len(names), f"{path} ({which})")
+    return LoadedData(train=train, test=test, class_names=list(names), description=f"npz:{path}")
+
+
+def _npz_split(x, y, path, which):
+    if x.ndim == 3:  # MNIST-style (N, H, W): add the channel axis every model expects
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise UsageError(f"{path}: x_{which} has shape {x.shape}; expected (N, H, W) or (N, H, W, 1|3)")
+    y = np.asarray(y).reshape(-1)
+    if len(x) != len(y):
+        raise UsageError(f"{path}: x_{which} has {len(x)} images but y_{which} has {len(y)} labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise UsageError(f"{path}: y_{which} holds {y.dtype} values; labels must be integers")
+    if x.dtype != np.uint8:
+        if x.min() < 0 or x.max() > 255:
+            raise UsageError(f"{path}: x_{which} values lie outside 0..255; store pixels as uint8")
+        scale = 255.0 if x.max() <= 1.0 and np.issubdtype(x.dtype, np.floating) else 1.0
+        x = np.round(x * scale).astype(np.uint8)
+    return ArraySplit(np.ascontiguousarray(x), y.astype(np.int32))
+
+
+def check_labels(labels, num_classes, where):
+    if num_classes < 2:
+        raise UsageError(f"{where}: found {num_classes} class; classification needs at least 2")
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        raise UsageError(
+            f"{where}: {int(bad.sum())} labels outside 0..{num_classes - 1} (e.g. {int(labels[bad][0])}); "
+            "fix the labels or the class list"
+        )
+
+
+# ----------------------------------------------------------------------- image folder
+
+SPLIT_NAMES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
+
+
+def load_image_folder(root, *, image_size=None, on_corrupt="skip"):
+    """`root/<split>/<class>/*.jpg|png` or `root/<class>/...`; classes in sorted order.
+
+    image_size=(H, W) resizes every image; without it, mixed sizes are an error.
+    on_corrupt="skip" drops unreadable files with one warning and a count; "error" stops.
+    """
+    subdirs = _subdirs(root)
+    splits = {SPLIT_NAMES[d]: os.path.join(root, d) for d in subdirs if d in SPLIT_NAMES}
+    if splits and "train" not in splits:
+        raise UsageError(f"{root} has {', '.join(sorted(splits))} split folders but no train/; add one")
+    if not splits:
+        splits = {"train": root}
+    class_names = _subdirs(splits["train"])
+    if len(class_names) < 2:
+        raise UsageError(
+            f"{splits['train']} has {len(class_names)} class folder(s); an image folder needs "
+            "one sub-folder per class and at least 2 classes"
+        )
+    loaded = {
+        split: _read_split(path, class_names, image_size, on_corrupt) for split, path in splits.items()
+    }
+    shapes = {s: a.images.shape[1:] for s, a in loaded.items()}
+    if len(set(shapes.values())) > 1:
+        raise UsageError(f"{root}: splits differ in image shape {shapes}; pass --image-size HxW to resize all")
+    return LoadedData(
+        train=loaded["train"],
+        validation=loaded.get("validation"),
+        test=loaded.get("test"),
+        class_names=class_names,
+        description=f"image_folder:{root}",
+    )
+
+
+def _subdirs(path):
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+
+def _read_split(split_dir, class_names, image_size, on_corrupt):
+    files, labels = [], []
+    for label, name in enumerate(class_names):
+        class_dir = os.path.join(split_dir, name)
+        if not os.path.isdir(class_dir):
+            continue  # a split may lack a class (a small test split, say)
+        names = sorted(e.name for e in os.scandir(class_dir) if e.name.lower().endswith(IMAGE_EXTENSIONS))
+        if not names:
+            raise UsageError(f"class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove it")
+        files += [os.path.join(class_dir, n) for n in names]
+        labels += [label] * len(names)
+    # PIL releases the GIL while decoding, so threads use both cores.
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        decoded = list(pool.map(lambda f: _decode(f, image_size), files, chunksize=256))
+    bad = [f for f, img in zip(files, decoded) if img is None]
+    if bad:
+        if on_corrupt == "error":
+            raise UsageError(f"cannot decode {bad[0]} ({len(bad)} unreadable in all); remove it or pass --on-corrupt skip")
+        log.warning("skipped %d unreadable image(s) in %s, e.g. %s", len(bad), split_dir, bad[0])
+    keep = [i for i, img in enumerate(decoded) if img is not None]
+    if not keep:
+        raise UsageError(f"no readable images in {split_dir}")
+    images = [decoded[i] for i in keep]
+    shapes = {img.shape[:2] for img in images}
+    if len(shapes) > 1:
+        raise UsageError(
+            f"{split_dir} mixes image sizes {sorted(shapes)[:3]}...; pass --image-size HxW to resize them all"
+        )
+    # A set with any colour image is RGB; grayscale files in it are converted.
+    channels = 3 if any(img.shape[2] == 3 for img in images) else 1
+    if channels == 3:
+        images = [np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img for img in images]
+    return ArraySplit(np.stack(images), np.asarray([labels[i] for i in keep], np.int32))
+
+
+def _decode(path, image_size):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()  # raises on truncated data
+            mode = "L" if img.mode in ("1", "L", "I;16", "I", "LA") else "RGB"
+            img = img.convert(mode)
+            if image_size is not None and img.size != (image_size[1], image_size[0]):
+                img = img.resize((image_size[1], image_size[0]), Image.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    return array[..., None] if array.ndim == 2 else array
+
+
+# ------------------------------------------------------------------------------ TFDS
+
+
+def load_tfds(name, data_dir, *, image_size=None):
+    """A TFDS dataset by catalog name (data_dir = a TFDS data dir) or a prepared dataset dir."""
+    import tensorflow_datasets as tfds
+
+    try:
+        if data_dir and os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
+            builder = tfds.builder_from_directory(data_dir)
+        else:
+            builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise UsageError(f"{name!r} is not in the TFDS catalog") from None
+    if not builder.is_prepared():
+        if data_dir or not _online():
+            raise UsageError(f"not prepared in {data_dir or 'the default TFDS dir'} and offline")
+        builder.download_and_prepare()
+    info = builder.info
+    image_key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.Image)), None)
+    label_key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.ClassLabel)), None)
+    if image_key is None or label_key is None:
+        raise UsageError(f"TFDS dataset {name!r} is not an image classification dataset (needs an image and a class label)")
+    splits = {}
+    for split in ("train", "validation", "test"):
+        if split in info.splits:
+            batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+            images, labels = batch[image_key], batch[label_key]
+            if image_size is not None:
+                import tensorflow as tf
+
+                images = tf.cast(tf.round(tf.image.resize(images, image_size)), tf.uint8).numpy()
+            splits[split] = ArraySplit(images.astype(np.uint8), labels.astype(np.int32))
+    if "train" not in splits:
+        raise UsageError(f"TFDS dataset {name!r} has no train split")
+    names = list(info.features[label_key].names)
+    return LoadedData(
+        train=splits["train"],
+        validation=splits.get("validation"),
+        test=splits.get("test"),
+        class_names=names,
+        description=f"tfds:{builder.name}@{builder.version}",
+    )
+
+
+def _online(host="storage.googleapis.com", timeout=3.0):
+    """TFDS downloads can hang for minutes offline; ask the network once, quickly."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

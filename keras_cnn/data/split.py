@@ -1,0 +1,36 @@
+"""Validation split carved from training data: stratified by class and seeded."""
+import numpy as np
+
+from keras_cnn.errors import UsageError
+
+# Defaults follow common practice for the datasets: the last 5,000 / 10,000 images.
+DEFAULT_VAL_SIZES = {"mnist": 10000, "fashion_mnist": 10000, "cifar10": 5000, "cifar100": 5000}
+
+
+def default_val_size(dataset, num_train):
+    return DEFAULT_VAL_SIZES.get(dataset, max(1, num_train // 10))
+
+
+def stratified_split(labels, val_size, seed):
+    """Return (train_indices, val_indices): disjoint, sorted, class proportions kept.
+
+    Each class gives its share of val_size (largest remainders settle the rounding),
+    drawn by a permutation keyed on `seed`, so the same seed always gives the same split.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if not 0 <= val_size < n:
+        raise UsageError(f"validation size {val_size} must be in [0, {n}) for {n} training images")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * val_size / n
+    take = np.floor(exact).astype(int)
+    remainder_order = np.argsort(-(exact - take), kind="stable")
+    take[remainder_order[: val_size - take.sum()]] += 1
+    val = []
+    for cls, k in zip(classes, take):
+        members = np.flatnonzero(labels == cls)
+        val.append(rng.permutation(members)[:k])
+    val = np.sort(np.concatenate(val)) if val else np.array([], dtype=int)
+    train = np.setdiff1d(np.arange(n), val, assume_unique=True)
+    return train, val

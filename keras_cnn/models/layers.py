@@ -1,0 +1,186 @@
+"""Custom layers and the activation / initializer lookups every model family shares."""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn.errors import UsageError, choose
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class LocalResponseNormalization(keras.layers.Layer):
+    """Local response normalization across channels (Krizhevsky et al. 2012, section 3.3).
+
+    b = a / (bias + alpha * sum_{d-r..d+r} a^2) ** beta, with TensorFlow's convention:
+    alpha multiplies the plain sum (PyTorch's LocalResponseNorm divides its alpha by the
+    window size, so torch alpha=1e-3, size=9 equals alpha=1e-3/9 here, depth_radius=4).
+    Computes in float32: TF's CPU LRN kernels exist for float32/float16 only, and the
+    squared sum loses too much precision in bfloat16.
+    """
+
+    def __init__(self, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        self.depth_radius = depth_radius
+        self.bias = bias
+        self.alpha = alpha
+        self.beta = beta
+
+    def call(self, inputs):
+        outputs = tf.nn.lrn(
+            tf.cast(inputs, tf.float32),
+            depth_radius=self.depth_radius,
+            bias=self.bias,
+            alpha=self.alpha,
+            beta=self.beta,
+        )
+        return tf.cast(outputs, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "bias": self.bias,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class Maxout(keras.layers.Layer):
+    """Maxout units (Goodfellow et al. 2013): the max over groups of `num_pieces` channels.
+
+    The layer before it must produce units * num_pieces channels; builders ask
+    `width_multiplier(activation)` for that factor.
+    """
+
+    def __init__(self, num_pieces=2, **kwargs):
+        super().__init__(**kwargs)
+        self.num_pieces = num_pieces
+
+    def call(self, inputs):
+        shape = tf.shape(inputs)
+        channels = inputs.shape[-1]
+        grouped = tf.reshape(
+            inputs, tf.concat([shape[:-1], [channels // self.num_pieces, self.num_pieces]], 0)
+        )
+        return tf.reduce_max(grouped, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] // self.num_pieces)
+
+    def get_config(self):
+        return {**super().get_config(), "num_pieces": self.num_pieces}
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class ZeroPadShortcut(keras.layers.Layer):
+    """ResNet option-A shortcut (He et al. 2015, section 4.2): subsample, zero-pad channels.
+
+    Parameter-free, which is why the paper's CIFAR ResNet-20 has 0.27M parameters.
+    """
+
+    def __init__(self, filters, stride=2, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.stride = stride
+
+    def call(self, inputs):
+        x = inputs[:, :: self.stride, :: self.stride, :]
+        extra = self.filters - inputs.shape[-1]
+        return tf.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+
+        def shrink(n):
+            return None if n is None else (n + self.stride - 1) // self.stride
+
+        return (batch, shrink(height), shrink(width), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "stride": self.stride}
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class IdentityInit(keras.initializers.Initializer):
+    """Identity for dense kernels and the conv 'delta' (centre tap = identity) for conv kernels.
+
+    Keras's own Identity initializer only takes 2-D shapes; conv nets need the delta form
+    (the identity-initialised nets of Le et al. 2015).
+    """
+
+    def __init__(self, gain=1.0):
+        self.gain = gain
+
+    def __call__(self, shape, dtype=None):
+        kernel = np.zeros(shape, dtype="float32")
+        eye = np.eye(shape[-2], shape[-1], dtype="float32") * self.gain
+        if len(shape) == 2:
+            kernel[:] = eye
+        else:
+            centre = tuple(k // 2 for k in shape[:-2])
+            kernel[centre] = eye
+        return tf.constant(kernel, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
+ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "maxout")
+MAXOUT_PIECES = 2
+
+
+def initializer(name):
+    """Kernel initializer by name (the CS231n lecture 6 comparison set)."""
+    table = {
+        "zeros": lambda: keras.initializers.Zeros(),
+        "constant": lambda: keras.initializers.Constant(0.1),
+        "random_normal": lambda: keras.initializers.RandomNormal(stddev=0.01),  # "small random"
+        "uniform": lambda: keras.initializers.RandomUniform(-0.05, 0.05),
+        "glorot_uniform": lambda: keras.initializers.GlorotUniform(),  # Xavier
+        "lecun_normal": lambda: keras.initializers.LecunNormal(),
+        "he_normal": lambda: keras.initializers.HeNormal(),  # Kaiming
+        "orthogonal": lambda: keras.initializers.Orthogonal(),
+        "identity": lambda: IdentityInit(),
+    }
+    return table[choose("kernel initializer", name, table)]()
+
+
+def width_multiplier(activation):
+    """How many pre-activation channels one output channel needs (maxout takes a max of several)."""
+    return MAXOUT_PIECES if activation == "maxout" else 1
+
+
+def apply_activation(x, activation, name):
+    """Apply an activation by name as a named layer, so summaries and statistics can find it."""
+    choose("activation", activation, ACTIVATIONS)
+    if activation == "relu":
+        return keras.layers.ReLU(name=name)(x)
+    if activation == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=0.01, name=name)(x)
+    if activation == "prelu":
+        # One slope per channel, shared over space, as in He et al. 2015 (PReLU paper).
+        shared = list(range(1, len(x.shape) - 1)) or None
+        return keras.layers.PReLU(shared_axes=shared, name=name)(x)
+    if activation == "maxout":
+        return Maxout(MAXOUT_PIECES, name=name)(x)
+    return keras.layers.Activation(activation, name=name)(x)
+
+
+def regularizer(weight_decay):
+    """L2 kernel regularization equal to SGD weight decay `weight_decay` (gradient += wd * w).
+
+    Keras's L2(l) adds l * sum(w^2) to the loss, whose gradient is 2 l w: hence wd / 2,
+    so `weight_decay=5e-4` here trains like PyTorch's `SGD(weight_decay=5e-4)`.
+    """
+    if weight_decay < 0:
+        raise UsageError(f"weight_decay must be >= 0, got {weight_decay}")
+    return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+
+
+def check_rate(name, value):
+    if not 0.0 <= value < 1.0:
+        raise UsageError(f"{name} must be in [0, 1), got {value}")
+    return value
