@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras_cnn.data import augment
 
 
-def make_dataset(split, cfg, *, training, seed=0, epoch=0, normalizer=None, input_context=None):
+def make_dataset(split, cfg, *, training, seed=0, epoch=0, normalizer=None, input_context=None, start_batch=0):
     """One epoch of (float32 images, int32 labels) batches from an ArraySplit.
 
     Order of operations, and why:
@@ -46,7 +46,9 @@ def make_dataset(split, cfg, *, training, seed=0, epoch=0, normalizer=None, inpu
             x = augment.cutout(x, cfg.cutout, cutout_seed)
         return x, y
 
-    ds = ds.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Resuming mid-epoch skips batches before they are loaded; enumerate first so the
+    # augmentation seeds of the remaining batches are the ones they always had.
+    ds = ds.enumerate().skip(start_batch).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

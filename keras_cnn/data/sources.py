@@ -273,25 +273,17 @@ def load_tfds(name, data_dir, *, image_size=None):
             builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         raise UsageError(f"{name!r} is not in the TFDS catalog") from None
-    if not builder.is_prepared():
+    try:
+        splits = _tfds_splits(builder, image_size)
+    except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError):
+        # Not prepared locally (checked this way, not with is_prepared(), so that
+        # tfds.testing.mock_data works in tests). Download only when online.
         if data_dir or not _online():
-            raise UsageError(f"not prepared in {data_dir or 'the default TFDS dir'} and offline")
+            raise UsageError(f"not prepared in {data_dir or 'the default TFDS dir'} and offline") from None
         builder.download_and_prepare()
+        splits = _tfds_splits(builder, image_size)
     info = builder.info
-    image_key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.Image)), None)
-    label_key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.ClassLabel)), None)
-    if image_key is None or label_key is None:
-        raise UsageError(f"TFDS dataset {name!r} is not an image classification dataset (needs an image and a class label)")
-    splits = {}
-    for split in ("train", "validation", "test"):
-        if split in info.splits:
-            batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-            images, labels = batch[image_key], batch[label_key]
-            if image_size is not None:
-                import tensorflow as tf
-
-                images = tf.cast(tf.round(tf.image.resize(images, image_size)), tf.uint8).numpy()
-            splits[split] = ArraySplit(images.astype(np.uint8), labels.astype(np.int32))
+    label_key = _tfds_keys(builder)[1]
     if "train" not in splits:
         raise UsageError(f"TFDS dataset {name!r} has no train split")
     names = list(info.features[label_key].names)
@@ -302,6 +294,39 @@ def load_tfds(name, data_dir, *, image_size=None):
         class_names=names,
         description=f"tfds:{builder.name}@{builder.version}",
     )
+
+
+def _tfds_keys(builder):
+    import tensorflow_datasets as tfds
+
+    features = builder.info.features
+    image_key = next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
+    label_key = next((k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)), None)
+    if image_key is None or label_key is None:
+        raise UsageError(f"TFDS dataset {builder.name!r} is not an image classification dataset (needs an image and a class label)")
+    return image_key, label_key
+
+
+def _tfds_splits(builder, image_size):
+    import tensorflow_datasets as tfds
+
+    image_key, label_key = _tfds_keys(builder)
+    # A mocked builder (tfds.testing.mock_data) lists no splits but serves any name.
+    available = set(builder.info.splits.keys()) or {"train", "test"}
+    splits = {}
+    for split in ("train", "validation", "test"):
+        if split not in available:
+            continue
+        ds = builder.as_dataset(split=split).map(lambda ex: (ex[image_key], ex[label_key]))
+        parts = list(tfds.as_numpy(ds.batch(4096)))
+        images = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        if image_size is not None:
+            import tensorflow as tf
+
+            images = tf.cast(tf.round(tf.image.resize(images, image_size)), tf.uint8).numpy()
+        splits[split] = ArraySplit(np.ascontiguousarray(images, np.uint8), labels.astype(np.int32))
+    return splits
 
 
 def _online(host="storage.googleapis.com", timeout=3.0):

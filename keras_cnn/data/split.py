@@ -8,7 +8,11 @@ DEFAULT_VAL_SIZES = {"mnist": 10000, "fashion_mnist": 10000, "cifar10": 5000, "c
 
 
 def default_val_size(dataset, num_train):
-    return DEFAULT_VAL_SIZES.get(dataset, max(1, num_train // 10))
+    """The dataset's customary size, or 10% when the data is a small copy or unknown."""
+    known = DEFAULT_VAL_SIZES.get(dataset)
+    if known is not None and known <= num_train // 5:
+        return known
+    return max(1, num_train // 10)
 
 
 def stratified_split(labels, val_size, seed):

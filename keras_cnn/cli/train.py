@@ -1,0 +1,80 @@
+"""Train a model: python scripts/train.py --model resnet20 --dataset cifar10 --epochs 1
+
+Common fields have flags; every other config field is `--set section.field=value`
+(strict: an unknown key or a wrong type is an error). Rerunning the same command with the
+same --name resumes the run from its last checkpoint.
+"""
+import logging
+
+from keras_cnn.cli.common import ArgumentParser, add_model_args, model_options_from_args, quiet_tensorflow
+from keras_cnn.errors import cli_entry
+
+# flag -> config path; only flags the user gives override the preset / defaults.
+FLAG_FIELDS = {
+    "dataset": "data.dataset", "data_dir": "data.data_dir", "batch_size": "data.batch_size",
+    "val_size": "data.val_size", "model": "model.name", "optimizer": "optimizer.name",
+    "learning_rate": "optimizer.learning_rate", "schedule": "schedule.name", "epochs": "run.epochs",
+    "seed": "run.seed", "output_dir": "run.output_dir", "name": "run.name", "strategy": "run.strategy",
+    "precision": "run.precision", "ema": "ema.enabled", "overwrite": "run.overwrite",
+    "weight_decay": "optimizer.weight_decay",
+}
+
+
+def build_parser():
+    parser = ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", help="a named recipe (see --list-presets); <name>-smoke runs in seconds")
+    parser.add_argument("--list-presets", action="store_true")
+    parser.add_argument("--model", help="model name, e.g. mlp, alexnet, vgg16, resnet20")
+    parser.add_argument("--dataset", help="mnist, cifar10, ... (found via --data-dir, $KERAS_CNN_DATA_DIR or TFDS)")
+    parser.add_argument("--data-dir", help="the dataset itself: image folder, .npz file/dir, or TFDS data dir")
+    parser.add_argument("--val-size", type=int, help="images carved from training data for validation")
+    parser.add_argument("--batch-size", type=int, help="global batch size")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--optimizer", help="sgd, rmsprop, adam, adamw, adagrad, adadelta")
+    parser.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
+    parser.add_argument("--schedule", help="constant, piecewise, exponential, cosine, onecycle")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--strategy", help="auto, default, mirrored, multi_worker")
+    parser.add_argument("--precision", help="float32, mixed_bfloat16, mixed_float16")
+    parser.add_argument("--ema", action="store_true", default=None, help="evaluate and save an EMA of the weights")
+    parser.add_argument("--output-dir", help="where run directories go (default runs)")
+    parser.add_argument("--name", help="run name (default <model>-<dataset>); the same name resumes")
+    parser.add_argument("--overwrite", action="store_true", default=None, help="replace a run of the same name with another config")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="any other config field")
+    add_model_args(parser)
+    return parser
+
+
+def config_from_args(args):
+    from keras_cnn.config import TrainConfig, apply_overrides, preset
+
+    cfg = preset(args.preset) if args.preset else TrainConfig()
+    assignments = [f"{path}={getattr(args, flag)}" for flag, path in FLAG_FIELDS.items() if getattr(args, flag, None) is not None]
+    for key, value in model_options_from_args(args).items():
+        if key == "weight_decay":
+            continue
+        value = ",".join(map(str, value)) if isinstance(value, list) else value
+        assignments.append(f"model.{key}={value}")
+    return apply_overrides(cfg, assignments + list(args.set))
+
+
+@cli_entry
+def main(argv=None):
+    quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    if args.list_presets:
+        from keras_cnn.config import PRESETS
+
+        print("\n".join(f"{name}\n{name}-smoke" for name in sorted(PRESETS)))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = config_from_args(args)
+
+    import keras_cnn
+
+    result = keras_cnn.train(cfg)
+    return 0 if result.status != "diverged" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

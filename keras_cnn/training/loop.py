@@ -1,0 +1,89 @@
+"""The static-graph training loop: one path for every tf.distribute strategy.
+
+Keras 3's model.fit fails under MultiWorkerMirroredStrategy (a PerReplica value reaches a
+tensor conversion), so training is a tf.function around strategy.run: the loss is averaged
+over the *global* batch with tf.nn.compute_average_loss and regularization is scaled by the
+replica count, so summed gradients equal the single-replica ones.
+"""
+import tensorflow as tf
+
+SUM = tf.distribute.ReduceOp.SUM
+
+
+class Callback:
+    """Keras-style hooks; set `trainer.stop_training = True` to end the run after this call."""
+
+    def on_train_begin(self, trainer): ...
+    def on_epoch_begin(self, trainer, epoch): ...
+    def on_batch_end(self, trainer, step, logs): ...
+    def on_epoch_end(self, trainer, epoch, logs): ...
+    def on_train_end(self, trainer, logs): ...
+
+
+class Trainer:
+    """Owns the compiled train and eval functions for one model/optimizer under one strategy."""
+
+    def __init__(self, model, optimizer, loss_fn, strategy, *, global_batch_size, ema=None, jit_compile=False):
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.strategy, self.ema = strategy, ema
+        self.global_batch_size = global_batch_size
+        self.stop_training = False
+        self._train = tf.function(self._train_steps, jit_compile=False)
+        self._eval = tf.function(self._eval_step)
+        self._jit = jit_compile
+        if jit_compile:
+            self._replica_step = tf.function(self._replica_step, jit_compile=True)
+
+    # ------------------------------------------------------------------ training
+
+    def _replica_step(self, images, labels):
+        model = self.model
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_example = self.loss_fn(labels, logits)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
+        data_loss = tf.reduce_sum(per_example)
+        return tf.stack([data_loss, correct, tf.cast(tf.shape(labels)[0], tf.float32)])
+
+    def _train_steps(self, iterator, num_steps):
+        """num_steps optimizer steps in one graph call; returns summed (loss, correct, count)."""
+        totals = tf.zeros([3])
+        for _ in tf.range(num_steps):
+            images, labels = next(iterator)
+            per_replica = self.strategy.run(self._replica_step, args=(images, labels))
+            totals += self.strategy.reduce(SUM, per_replica, axis=None)
+            if self.ema is not None:
+                self.ema.update(self.optimizer.iterations)
+        return totals
+
+    def train_steps(self, iterator, num_steps):
+        return self._train(iterator, tf.constant(num_steps, tf.int32)).numpy()
+
+    # ---------------------------------------------------------------- evaluation
+
+    def _replica_eval(self, images, labels):
+        logits = self.model(images, training=False)
+        per_example = self.loss_fn(labels, logits)
+        top1 = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        k = min(5, logits.shape[-1])
+        top5 = tf.cast(tf.nn.in_top_k(labels, logits, k), tf.float32)
+        return tf.stack([tf.reduce_sum(per_example), tf.reduce_sum(top1), tf.reduce_sum(top5), tf.cast(tf.shape(labels)[0], tf.float32)])
+
+    def _eval_step(self, batch):
+        images, labels = batch
+        return self.strategy.reduce(SUM, self.strategy.run(self._replica_eval, args=(images, labels)), axis=None)
+
+    def evaluate(self, dataset):
+        """Loss, accuracy, top-5 accuracy over a distributed dataset."""
+        totals = tf.zeros([4])
+        for batch in dataset:
+            totals += self._eval_step(batch)
+        loss, top1, top5, count = totals.numpy()
+        count = max(count, 1.0)
+        return {"loss": loss / count, "accuracy": top1 / count, "top5_accuracy": top5 / count}

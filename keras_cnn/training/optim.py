@@ -1,0 +1,142 @@
+"""Optimizer, learning-rate schedule, losses and weight EMA, built from a TrainConfig."""
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn.errors import UsageError, choose
+
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta")
+SCHEDULES = ("constant", "piecewise", "exponential", "cosine", "onecycle")
+LOSSES = ("categorical_crossentropy", "binary_crossentropy", "sum_of_squares")
+
+
+def learning_rate_at(step, base_lr, cfg, steps_per_epoch, total_steps):
+    """The learning rate at `step` (a float tensor or numpy array): warm-up, then the schedule.
+
+    Pure, so the same function drives training and draws lr.png.
+    """
+    step = tf.cast(step, tf.float32)
+    warmup = float(cfg.warmup_epochs * steps_per_epoch)
+    after = tf.maximum(step - warmup, 0.0)
+    span = max(float(total_steps) - warmup, 1.0)
+    if cfg.name == "constant":
+        lr = tf.fill(tf.shape(step), base_lr)
+    elif cfg.name == "piecewise":
+        lr = tf.fill(tf.shape(step), base_lr)
+        for boundary, mult in zip(cfg.boundaries, cfg.multipliers):
+            lr = tf.where(step >= boundary * steps_per_epoch, base_lr * mult, lr)
+    elif cfg.name == "exponential":
+        exponent = step / max(cfg.decay_epochs * steps_per_epoch, 1.0)
+        if cfg.staircase:
+            exponent = tf.floor(exponent)
+        lr = base_lr * tf.pow(cfg.decay_rate, exponent)
+    elif cfg.name == "cosine":
+        low = base_lr * cfg.final_fraction
+        lr = low + 0.5 * (base_lr - low) * (1.0 + tf.cos(math.pi * tf.minimum(after / span, 1.0)))
+    else:  # onecycle: linear up for 30% of training, then linear down (Smith & Topin 2017)
+        peak_at = 0.3 * total_steps
+        start = base_lr / 25.0
+        low = base_lr * cfg.final_fraction
+        up = start + (base_lr - start) * step / max(peak_at, 1.0)
+        down = base_lr - (base_lr - low) * (step - peak_at) / max(total_steps - peak_at, 1.0)
+        return tf.where(step < peak_at, up, tf.maximum(down, low))
+    if warmup > 0:
+        lr = tf.where(step < warmup, lr * (step + 1.0) / warmup, lr)
+    return lr
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class Schedule(keras.optimizers.schedules.LearningRateSchedule):
+    def __init__(self, base_lr, cfg, steps_per_epoch, total_steps):
+        self.base_lr, self.cfg = base_lr, cfg
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
+
+    def __call__(self, step):
+        return learning_rate_at(step, self.base_lr, self.cfg, self.steps_per_epoch, self.total_steps)
+
+    def get_config(self):
+        return {"base_lr": self.base_lr, "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+
+
+def check_optimizer_config(opt, sched):
+    choose("optimizer", opt.name, OPTIMIZERS)
+    choose("schedule", sched.name, SCHEDULES)
+    choose("loss", opt.loss, LOSSES)
+    if not opt.learning_rate > 0:
+        raise UsageError(f"learning rate must be positive, got {opt.learning_rate}")
+    if opt.weight_decay < 0:
+        raise UsageError(f"weight decay must be >= 0, got {opt.weight_decay}")
+    if not 0 <= opt.label_smoothing < 1:
+        raise UsageError(f"label smoothing must be in [0, 1), got {opt.label_smoothing}")
+    if sched.name == "piecewise" and len(sched.boundaries) != len(sched.multipliers):
+        raise UsageError("piecewise schedule needs as many schedule.multipliers as schedule.boundaries")
+
+
+def build_optimizer(opt, sched, *, num_replicas, steps_per_epoch, total_steps, precision):
+    """Keras optimizer for the config; weight decay is decoupled only for AdamW."""
+    base_lr = opt.learning_rate * (num_replicas if opt.scale_lr_with_replicas else 1)
+    lr = Schedule(base_lr, sched, steps_per_epoch, total_steps)
+    common = {"learning_rate": lr, "clipnorm": opt.clipnorm}
+    if opt.name == "sgd":
+        optimizer = keras.optimizers.SGD(momentum=opt.momentum, nesterov=opt.nesterov, **common)
+    elif opt.name == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(momentum=opt.momentum if opt.momentum else 0.0, **common)
+    elif opt.name == "adam":
+        optimizer = keras.optimizers.Adam(**common)
+    elif opt.name == "adamw":
+        optimizer = keras.optimizers.AdamW(weight_decay=opt.weight_decay, **common)
+    elif opt.name == "adagrad":
+        optimizer = keras.optimizers.Adagrad(**common)
+    else:
+        optimizer = keras.optimizers.Adadelta(**common)
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer, lr
+
+
+def per_example_loss(opt, num_classes):
+    """Per-example loss of (int labels, float32 logits), the shape compute_average_loss needs."""
+
+    def loss(labels, logits):
+        targets = tf.one_hot(labels, num_classes)
+        if opt.label_smoothing:
+            targets = targets * (1.0 - opt.label_smoothing) + opt.label_smoothing / num_classes
+        if opt.loss == "categorical_crossentropy":
+            return tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+        if opt.loss == "binary_crossentropy":
+            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(targets, logits), axis=-1)
+        return tf.reduce_sum(tf.square(tf.nn.softmax(logits) - targets), axis=-1)
+
+    return loss
+
+
+class WeightEMA:
+    """Exponential moving average of every float model variable, BatchNorm statistics included.
+
+    decay_t = min(decay, (1 + t) / (10 + t)) as in the TF CIFAR-10 tutorial, so early
+    averages are not dominated by the random initialization. Keras's own `use_ema`
+    skips both the warm-up and the BatchNorm statistics.
+    """
+
+    def __init__(self, model, decay):
+        self.decay = decay
+        self.sources = [v for v in model.weights if v.dtype == "float32"]
+        self.shadows = [
+            tf.Variable(v.value, trainable=False, name=f"ema/{i}", synchronization=tf.VariableSynchronization.ON_WRITE, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            for i, v in enumerate(self.sources)
+        ]
+
+    def update(self, step):
+        step = tf.cast(step, tf.float32)
+        decay = tf.minimum(self.decay, (1.0 + step) / (10.0 + step))
+        for shadow, source in zip(self.shadows, self.sources):
+            shadow.assign(decay * shadow + (1.0 - decay) * source.value)
+
+    def swap(self):
+        """Exchange live and averaged values (call twice to undo)."""
+        for shadow, source in zip(self.shadows, self.sources):
+            live = np.array(source.numpy())
+            source.assign(shadow.numpy())
+            shadow.assign(live)
