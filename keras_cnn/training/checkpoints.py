@@ -18,18 +18,19 @@ PATTERN = re.compile(r"ckpt-e(\d+)-b(\d+)\.npz$")
 
 
 def _variables(model, optimizer, ema):
-    groups = {"model": list(model.weights), "optimizer": list(optimizer.variables)}
+    # model.variables, not weights: dropout's seed-generator state must resume too.
+    groups = {"model": list(model.variables), "optimizer": list(optimizer.variables)}
     if ema is not None:
         groups["ema"] = list(ema.shadows)
     return groups
 
 
-def save(run_dir, model, optimizer, ema, *, epoch, batch, keep=3, chief=True, best=False):
+def save(run_dir, model, optimizer, ema, *, epoch, batch, keep=3, chief=True, best=False, totals=None):
     if not chief:
         return
     directory = os.path.join(run_dir, "checkpoints")
     os.makedirs(directory, exist_ok=True)
-    arrays = {"state": np.frombuffer(json.dumps({"epoch": epoch, "batch": batch}).encode(), np.uint8)}
+    arrays = {"state": np.frombuffer(json.dumps({"epoch": epoch, "batch": batch, "totals": list(map(float, totals)) if totals is not None else None}).encode(), np.uint8)}
     for group, variables in _variables(model, optimizer, ema).items():
         for i, v in enumerate(variables):
             arrays[f"{group}/{i}"] = np.asarray(v.numpy())
@@ -52,13 +53,13 @@ def restore_latest(run_dir, model, optimizer, ema):
     """Load the newest checkpoint into the variables; returns {"epoch", "batch"} to resume at."""
     paths = list_checkpoints(run_dir)
     if not paths:
-        return {"epoch": 0, "batch": 0}
+        return {"epoch": 0, "batch": 0, "totals": None}
     return restore(paths[-1], model, optimizer, ema)
 
 
 def restore(path, model, optimizer, ema=None, *, weights_only=False):
     with np.load(path) as archive:
-        groups = {"model": list(model.weights)} if weights_only else _variables(model, optimizer, ema)
+        groups = {"model": list(model.variables)} if weights_only else _variables(model, optimizer, ema)
         for group, variables in groups.items():
             stored = sorted((k for k in archive.files if k.startswith(f"{group}/")), key=lambda k: int(k.split("/")[1]))
             if len(stored) != len(variables):

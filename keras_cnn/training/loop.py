@@ -28,15 +28,15 @@ class Trainer:
         self.strategy, self.ema = strategy, ema
         self.global_batch_size = global_batch_size
         self.stop_training = False
-        self._train = tf.function(self._train_steps, jit_compile=False)
+        self._train = tf.function(self._train_steps)
         self._eval = tf.function(self._eval_step)
-        self._jit = jit_compile
         if jit_compile:
-            self._replica_step = tf.function(self._replica_step, jit_compile=True)
+            self._gradients = tf.function(self._gradients, jit_compile=True)
 
     # ------------------------------------------------------------------ training
 
-    def _replica_step(self, images, labels):
+    def _gradients(self, images, labels):
+        """Forward and backward pass for one replica's batch (XLA-compiled by flag)."""
         model = self.model
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
@@ -46,10 +46,15 @@ class Trainer:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, model.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, model.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
-        data_loss = tf.reduce_sum(per_example)
-        return tf.stack([data_loss, correct, tf.cast(tf.shape(labels)[0], tf.float32)])
+        stats = tf.stack([tf.reduce_sum(per_example), correct, tf.cast(tf.shape(labels)[0], tf.float32)])
+        return grads, stats
+
+    def _replica_step(self, images, labels):
+        grads, stats = self._gradients(images, labels)
+        # Outside any XLA cluster: applying gradients all-reduces them across replicas.
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return stats
 
     def _train_steps(self, iterator, num_steps):
         """num_steps optimizer steps in one graph call; returns summed (loss, correct, count)."""

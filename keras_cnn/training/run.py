@@ -136,7 +136,9 @@ def train(cfg: TrainConfig, callbacks=()):
         for cb in callbacks:
             cb.on_epoch_begin(trainer, epoch + 1)
         iterator = iter(distributed(data.train, True, epoch, start_batch))
-        batch, totals, epoch_start = start_batch, np.zeros(3), time.perf_counter()
+        # Mid-epoch resume carries the partial sums, so the epoch's row covers all of it.
+        totals = np.array(state["totals"]) if start_batch and state.get("totals") else np.zeros(3)
+        batch, epoch_start, carried = start_batch, time.perf_counter(), totals[2]
         while batch < steps_per_epoch and status == "finished":
             n = min(cfg.run.steps_per_call, steps_per_epoch - batch)
             if cfg.run.checkpoint_every_steps:  # stop the call at the next checkpoint boundary
@@ -146,24 +148,24 @@ def train(cfg: TrainConfig, callbacks=()):
             logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]}
             if not math.isfinite(logs["loss"]):
                 status = "diverged"
-            progress.update(epoch + 1, batch, logs, totals[2] / (time.perf_counter() - epoch_start))
+            progress.update(epoch + 1, batch, logs, (totals[2] - carried) / (time.perf_counter() - epoch_start))
             for cb in callbacks:
                 cb.on_batch_end(trainer, int(optimizer.iterations.numpy()), logs)
             if trainer.stop_training and status == "finished":
                 status = "stopped"
             if cfg.run.checkpoint_every_steps and batch % cfg.run.checkpoint_every_steps == 0 and batch < steps_per_epoch and status == "finished":
-                checkpoints.save(run_dir, model, optimizer, ema, epoch=epoch, batch=batch, keep=cfg.run.keep_checkpoints, chief=chief)
+                checkpoints.save(run_dir, model, optimizer, ema, epoch=epoch, batch=batch, keep=cfg.run.keep_checkpoints, chief=chief, totals=totals)
         start_batch = 0
         seconds = time.perf_counter() - epoch_start
         train_seconds += seconds
-        train_images += int(totals[2])
+        train_images += int(totals[2] - carried)
         row = {
             "epoch": epoch + 1,
             "step": int(optimizer.iterations.numpy()),
             "lr": float(schedule(optimizer.iterations - 1 if optimizer.iterations.numpy() else 0)),
             "train_loss": totals[0] / max(totals[2], 1),
             "train_accuracy": totals[1] / max(totals[2], 1),
-            "images_per_sec": totals[2] / seconds,
+            "images_per_sec": (totals[2] - carried) / seconds,
             "seconds": seconds,
         }
         if status == "diverged":

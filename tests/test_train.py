@@ -1,0 +1,159 @@
+"""keras_cnn.train end to end on real MNIST: it learns, resumes, refuses, diverges cleanly."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import keras_cnn
+from keras_cnn.cli import train as train_cli
+from keras_cnn.config import TrainConfig, apply_overrides, preset
+
+
+def mnist_config(data_dir, output_dir, *overrides):
+    cfg = TrainConfig()
+    return apply_overrides(
+        cfg,
+        [
+            "data.dataset=mnist", f"data.data_dir={data_dir}", f"run.output_dir={output_dir}",
+            "model.name=mlp", "model.hidden=128", "optimizer.name=sgd", "optimizer.learning_rate=0.1",
+            "optimizer.nesterov=true", "schedule.name=cosine", "run.epochs=3",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(mnist_full, tmp_path_factory):
+    """The one real training run of the session: MNIST MLP 784-128-10, 3 epochs, EMA on."""
+    out = tmp_path_factory.mktemp("runs")
+    cfg = mnist_config(mnist_full, out, "ema.enabled=true")
+    return keras_cnn.train(cfg)
+
+
+def test_mnist_mlp_learns_to_97_5_percent_in_3_epochs(trained_mlp):
+    assert trained_mlp.status == "finished"
+    assert len(trained_mlp.history) == 3
+    assert trained_mlp.final_val_accuracy >= 0.975, trained_mlp.history
+    losses = [r["train_loss"] for r in trained_mlp.history]
+    assert losses[0] > losses[-1]
+
+
+def test_run_directory_holds_the_documented_files(trained_mlp):
+    import os
+
+    run_dir = trained_mlp.run_dir
+    for name in ("config.json", "history.csv", "curves.png", "lr.png", "model.keras", "normalization.json"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    record = json.load(open(os.path.join(run_dir, "config.json")))
+    assert record["data"]["val_size"] == 10000 and record["data"]["train_size"] == 50000
+    assert record["reproducibility"]["packages"]["tensorflow"].startswith("2.")
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert all(float(r["ema_val_accuracy"]) > 0.9 for r in rows[1:])
+    with open(os.path.join(os.path.dirname(run_dir), "runs.csv")) as f:
+        runs = list(csv.DictReader(f))
+    assert runs[-1]["status"] == "finished" and runs[-1]["parameters"] == str(trained_mlp.model.count_params())
+
+
+def test_cli_preset_smoke_twin_runs_in_process(mnist_full, tmp_path, capsys):
+    rc = train_cli.main(["--preset", "mnist-mlp-smoke", "--data-dir", str(mnist_full), "--output-dir", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "finished after 1 epoch(s) of mlp on mnist" in out
+    assert (tmp_path / "mlp-mnist" / "history.csv").exists()
+
+
+def test_every_preset_has_a_smoke_twin():
+    from keras_cnn.config import PRESETS
+
+    for name in PRESETS:
+        smoke = preset(f"{name}-smoke")
+        assert smoke.run.epochs == 1 and smoke.run.steps_per_epoch and smoke.data.train_limit
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(mnist_full, tmp_path):
+    from keras_cnn.training.loop import Callback
+
+    overrides = ("run.epochs=2", "data.train_limit=2048", "data.val_limit=512", "run.checkpoint_every_steps=6",
+                 "run.steps_per_call=3", "data.batch_size=128", "ema.enabled=true", "model.dropout=0.2")
+    straight = keras_cnn.train(mnist_config(mnist_full, tmp_path / "a", *overrides))
+
+    class CrashMidEpoch2(Callback):
+        def on_batch_end(self, trainer, step, logs):
+            if step == 16 + 9:  # epoch 2, after the step-6 checkpoint, before the next one
+                raise Interrupt
+
+    cfg = mnist_config(mnist_full, tmp_path / "b", *overrides)
+    with pytest.raises(Interrupt):
+        keras_cnn.train(cfg, callbacks=[CrashMidEpoch2()])
+    resumed = keras_cnn.train(cfg)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    for a, b in zip(straight.history, resumed.history):  # the interrupted epoch's row covers all of it
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        assert a["val_accuracy"] == b["val_accuracy"] and a["ema_val_accuracy"] == b["ema_val_accuracy"]
+    for a, b in zip(straight.model.weights, resumed.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_existing_name_with_other_config_is_refused_then_overwritten(mnist_full, tmp_path, capsys):
+    base = ["--model", "linear", "--dataset", "mnist", "--data-dir", str(mnist_full), "--output-dir", str(tmp_path),
+            "--name", "r", "--epochs", "1", "--set", "run.steps_per_epoch=2", "--set", "data.train_limit=1000"]
+    assert train_cli.main(base) == 0
+    before = (tmp_path / "r" / "history.csv").read_bytes()
+    capsys.readouterr()
+    assert train_cli.main(base + ["--lr", "0.05"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "different config (optimizer.learning_rate)" in err and "--overwrite" in err
+    assert (tmp_path / "r" / "history.csv").read_bytes() == before
+    assert train_cli.main(base + ["--lr", "0.05", "--overwrite"]) == 0
+    assert json.load(open(tmp_path / "r" / "config.json"))["config"]["optimizer"]["learning_rate"] == 0.05
+
+
+def test_nan_loss_stops_the_run_as_diverged(mnist_full, tmp_path, capsys):
+    argv = ["--model", "mlp", "--hidden", "64", "--dataset", "mnist", "--data-dir", str(mnist_full),
+            "--output-dir", str(tmp_path), "--lr", "1e6", "--epochs", "2", "--set", "data.train_limit=2000",
+            "--set", "optimizer.momentum=0.99"]
+    assert train_cli.main(argv) == 1
+    with open(tmp_path / "runs.csv") as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row["status"] == "diverged" and row["epochs"] == "1"
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--set", "optimizer.lr=0.1"], "unknown field; optimizer has"),
+        (["--set", "run.epochs=three"], "expected an integer"),
+        (["--set", "nonsense"], "not section.field=value"),
+        (["--set", "training.epochs=1"], "unknown section"),
+        (["--batch-size", "0"], "batch size must be at least 1"),
+        (["--lr", "-0.1"], "learning rate must be positive"),
+        (["--optimizer", "sgdd"], "choose one of: adadelta"),
+        (["--strategy", "tpu"], "choose one of: auto"),
+        (["--precision", "mixed_float16"], "mixed_float16 is for GPUs"),
+        (["--preset", "imagenet"], "unknown preset"),
+        (["--epochs"], "expected one argument"),
+        (["--set", "optimizer.label_smoothing=1.5"], "label smoothing must be in [0, 1)"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(argv, needle, mnist_full, tmp_path, capsys):
+    rc = train_cli.main(["--model", "linear", "--dataset", "mnist", "--data-dir", str(mnist_full), "--output-dir", str(tmp_path)] + argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and needle in err, err
+    assert not list(tmp_path.iterdir())
+
+
+def test_mirrored_two_replicas_match_the_default_strategy(mnist_full, tmp_path):
+    """No BN, no dropout: the summed per-replica gradients equal the single-replica ones."""
+    common = ("data.train_limit=1024", "data.val_limit=256", "run.epochs=1", "run.steps_per_epoch=6", "data.batch_size=64",
+              "optimizer.weight_decay=1e-3")
+    single = keras_cnn.train(mnist_config(mnist_full, tmp_path / "one", "run.strategy=default", *common))
+    mirrored = keras_cnn.train(mnist_config(mnist_full, tmp_path / "two", "run.strategy=mirrored", *common))
+    for a, b in zip(single.model.weights, mirrored.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
