@@ -157,3 +157,15 @@ def test_mirrored_two_replicas_match_the_default_strategy(mnist_full, tmp_path):
     mirrored = keras_cnn.train(mnist_config(mnist_full, tmp_path / "two", "run.strategy=mirrored", *common))
     for a, b in zip(single.model.weights, mirrored.model.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_mirrored_with_batch_norm_dropout_and_l2_follows_the_single_replica_curve(mnist_full, tmp_path):
+    """Synchronized BN keeps the statistics global; dropout masks differ per replica, hence a tolerance."""
+    common = ("data.train_limit=3000", "data.val_limit=500", "run.epochs=3", "data.batch_size=100",
+              "model.batch_norm=true", "model.dropout=0.2", "optimizer.weight_decay=5e-4", "optimizer.learning_rate=0.05")
+    single = keras_cnn.train(mnist_config(mnist_full, tmp_path / "one", "run.strategy=default", *common))
+    mirrored = keras_cnn.train(mnist_config(mnist_full, tmp_path / "two", "run.strategy=mirrored", *common))
+    for a, b in zip(single.history, mirrored.history):
+        assert np.isfinite(b["train_loss"]) and np.isfinite(b["val_loss"])
+        assert abs(a["train_loss"] - b["train_loss"]) <= 0.05 * a["train_loss"] + 0.01, (a, b)
+        assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 0.02, (a, b)

@@ -57,9 +57,9 @@ def validate(cfg):
     for label, value in (("epochs", cfg.run.epochs), ("batch size", cfg.data.batch_size), ("steps per call", cfg.run.steps_per_call)):
         if value < 1:
             raise UsageError(f"{label} must be at least 1, got {value}")
-    if cfg.run.precision == "mixed_bfloat16" and not (tf.config.list_logical_devices("GPU") or cpu_supports_bf16()):
+    if cfg.run.precision == "mixed_bfloat16" and not (tf.config.list_physical_devices("GPU") or cpu_supports_bf16()):
         raise UsageError("mixed_bfloat16 needs a GPU or a CPU with AMX or AVX512-BF16; use --precision float32")
-    if cfg.run.precision == "mixed_float16" and not tf.config.list_logical_devices("GPU"):
+    if cfg.run.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         raise UsageError("mixed_float16 is for GPUs; on this CPU use float32 (or mixed_bfloat16 where supported)")
     if cfg.ema.enabled and not 0 < cfg.ema.decay < 1:
         raise UsageError(f"ema.decay must be in (0, 1), got {cfg.ema.decay}")
@@ -67,13 +67,14 @@ def validate(cfg):
 
 def train(cfg: TrainConfig, callbacks=()):
     validate(cfg)
+    # First TF work of the run: MultiWorkerMirroredStrategy must exist before the runtime starts.
+    strategy = get_strategy(cfg.run.strategy)
     run_dir = os.path.join(cfg.run.output_dir, run_name(cfg))
     chief = is_chief()
     replace_existing = _check_run_dir(run_dir, cfg)
     keras.utils.set_random_seed(cfg.run.seed)
     # Data errors surface before anything is written, so a bad flag leaves no trace.
     data = prepare_data(cfg.data, seed=cfg.run.seed)
-    strategy = get_strategy(cfg.run.strategy)
     replicas = strategy.num_replicas_in_sync
     if cfg.data.batch_size % replicas:
         raise UsageError(f"batch size {cfg.data.batch_size} does not split over {replicas} replicas; use a multiple of {replicas}")
@@ -94,6 +95,8 @@ def train(cfg: TrainConfig, callbacks=()):
     try:
         with strategy.scope():
             model = create_model(cfg.model.name, data.image_shape, data.num_classes, **model_options)
+            if replicas > 1:
+                _synchronize_batch_norm(model)
             optimizer, schedule = build_optimizer(
                 cfg.optimizer, cfg.schedule, num_replicas=replicas, steps_per_epoch=steps_per_epoch,
                 total_steps=total_steps, precision=cfg.run.precision,
@@ -212,6 +215,19 @@ def train(cfg: TrainConfig, callbacks=()):
         }, reports.RUNS_COLUMNS)
     progress.summary(result, cfg)
     return result
+
+
+def _synchronize_batch_norm(model):
+    """Batch statistics over the global batch when there are several replicas.
+
+    Otherwise each replica normalizes by its own slice and updates its own moving
+    statistics, which then differ between workers (seen here under
+    MultiWorkerMirroredStrategy: identical kernels, different moving means). Synchronized
+    BN makes a distributed step compute what one replica would on the whole batch.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
 
 
 def _fmt(value):

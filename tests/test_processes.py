@@ -1,0 +1,109 @@
+"""What needs real processes: SIGKILL and resume, two workers under MultiWorkerMirroredStrategy."""
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_cnn.config import TrainConfig, apply_overrides
+
+from conftest import ROOT
+
+HELPER = ROOT / "tests" / "helpers" / "train_and_dump.py"
+
+
+def quiet_env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def train_argv(data_dir, output_dir):
+    return [
+        sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "mlp", "--hidden", "256",
+        "--dataset", "mnist", "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--name", "kill",
+        "--epochs", "3", "--batch-size", "32", "--lr", "0.05", "--schedule", "cosine", "--ema",
+        "--set", "data.train_limit=12000", "--set", "data.val_limit=1000", "--set", "run.steps_per_call=5",
+        "--set", "run.checkpoint_every_steps=25", "--set", "model.dropout=0.1",
+    ]
+
+
+def final_weights(run_dir):
+    return keras.models.load_model(run_dir / "model.keras").get_weights()
+
+
+def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(mnist_full, tmp_path):
+    reference = subprocess.run(train_argv(mnist_full, tmp_path / "ref"), env=quiet_env(), capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    argv = train_argv(mnist_full, tmp_path / "killed")
+    checkpoints_dir = tmp_path / "killed" / "kill" / "checkpoints"
+    proc = subprocess.Popen(argv, env=quiet_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    # Wait for a mid-epoch checkpoint of epoch 2 (index 1), then kill without warning.
+    while time.time() < deadline and not list(checkpoints_dir.glob("ckpt-e0001-b0001*.npz")):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    history_rows = list(csv.DictReader(open(tmp_path / "killed" / "kill" / "history.csv")))
+    assert len(history_rows) == 1  # killed inside epoch 2
+
+    rerun = subprocess.run(argv, env=quiet_env(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resuming" in rerun.stdout + rerun.stderr
+    rows = list(csv.DictReader(open(tmp_path / "killed" / "kill" / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    # Same seed, same batches, same dropout masks: equal up to float summation order.
+    for a, b in zip(final_weights(tmp_path / "ref" / "kill"), final_weights(tmp_path / "killed" / "kill")):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    runs = list(csv.DictReader(open(tmp_path / "killed" / "runs.csv")))
+    assert [r["status"] for r in runs] == ["finished"]
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_end_with_identical_weights(mnist_full, tmp_path):
+    cfg = apply_overrides(TrainConfig(), [
+        "data.dataset=mnist", f"data.data_dir={mnist_full}", f"run.output_dir={tmp_path / 'runs'}",
+        "model.name=mlp", "model.hidden=64", "model.batch_norm=true", "model.dropout=0.1",
+        "optimizer.weight_decay=5e-4", "optimizer.learning_rate=0.05", "run.strategy=multi_worker",
+        "run.epochs=2", "run.steps_per_epoch=20", "data.batch_size=64", "data.train_limit=4000", "data.val_limit=500",
+    ])
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(cfg.to_dict()))
+    cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [sys.executable, str(HELPER), str(config_path), str(tmp_path / f"w{index}.npz")],
+            env=quiet_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+        assert "status=finished" in out
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert len(w0.files) == len(w1.files) > 0
+    differing = [k for k in w0.files if not np.array_equal(w0[k], w1[k])]
+    assert not differing, differing
+    # Only the chief writes the run directory.
+    assert (tmp_path / "runs" / "mlp-mnist" / "history.csv").exists()
