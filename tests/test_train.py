@@ -169,3 +169,30 @@ def test_mirrored_with_batch_norm_dropout_and_l2_follows_the_single_replica_curv
         assert np.isfinite(b["train_loss"]) and np.isfinite(b["val_loss"])
         assert abs(a["train_loss"] - b["train_loss"]) <= 0.05 * a["train_loss"] + 0.01, (a, b)
         assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 0.02, (a, b)
+
+
+def test_evaluate_cli_reproduces_the_runs_final_ema_accuracy(trained_mlp, tmp_path, capsys):
+    from keras_cnn.cli import evaluate
+
+    out = tmp_path / "eval"
+    assert evaluate.main(["--run", trained_mlp.run_dir, "--output-dir", str(out)]) == 0
+    summary = json.load(open(out / "evaluation.json"))
+    # model.keras holds the EMA weights, so it scores what the last epoch's EMA column says.
+    assert summary["images"] == 10000
+    assert summary["accuracy"] == pytest.approx(trained_mlp.history[-1]["ema_val_accuracy"], abs=1e-4)
+    assert summary["top5_accuracy"] >= summary["accuracy"] and 0 < summary["log_loss"] < 0.2
+    with open(out / "per_class.csv") as f:
+        per_class = list(csv.DictReader(f))
+    assert len(per_class) == 10 and sum(int(r["support"]) for r in per_class) == 10000
+    confusion = np.loadtxt(out / "confusion_matrix.csv", delimiter=",", skiprows=1, usecols=range(1, 11))
+    assert confusion.sum() == 10000 and np.trace(confusion) / 10000 == pytest.approx(summary["accuracy"])
+    assert (out / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_evaluate_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
+    from keras_cnn.cli import evaluate
+
+    assert evaluate.main(["--run", str(tmp_path)]) == 2
+    assert "has no config.json" in capsys.readouterr().err
+    assert evaluate.main(["--saved-model", str(tmp_path)]) == 2
+    assert "not a SavedModel directory" in capsys.readouterr().err

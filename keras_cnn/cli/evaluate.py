@@ -1,0 +1,126 @@
+"""Evaluate a run directory (or an exported SavedModel) on a data split.
+
+    python scripts/evaluate.py --run runs/resnet20-cifar10                 # its validation split
+    python scripts/evaluate.py --run runs/mlp-mnist --data-dir other/mnist --split all
+
+Writes evaluation.json (accuracy, top-5, log loss), per_class.csv (precision, recall, f1),
+confusion_matrix.csv and confusion_matrix.png into --output-dir (default <run>/eval-<split>).
+"""
+import json
+import os
+
+import numpy as np
+
+from keras_cnn.cli.common import ArgumentParser, quiet_tensorflow
+from keras_cnn.errors import UsageError, cli_entry
+
+SPLITS = ("validation", "train", "test", "all")
+
+
+@cli_entry
+def main(argv=None):
+    quiet_tensorflow()
+    parser = ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a run directory (config.json + model.keras)")
+    source.add_argument("--saved-model", help="an exported SavedModel version directory")
+    parser.add_argument("--split", default="validation", choices=SPLITS,
+                        help="validation/train: the run's own split; test: the source's test split; all: every image of --data-dir")
+    parser.add_argument("--dataset", help="dataset name (default: the run's)")
+    parser.add_argument("--data-dir", help="evaluate on data from here instead of the run's source")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--output-dir")
+    args = parser.parse_args(argv)
+
+    from keras_cnn.evaluation import classification_metrics, write_evaluation
+
+    if args.run:
+        predict, record = _run_predictor(args.run)
+        default_out = args.run
+    else:
+        predict, record = _saved_model_predictor(args.saved_model)
+        default_out = args.saved_model
+    images, labels, class_names = _load_split(record, args)
+    probabilities = np.concatenate([predict(images[i : i + args.batch_size]) for i in range(0, len(images), args.batch_size)])
+    summary, per_class, confusion = classification_metrics(probabilities, labels, class_names)
+    summary.update(split=args.split, source=args.data_dir or record["config"]["data"].get("data_dir"))
+    out_dir = args.output_dir or os.path.join(default_out, f"eval-{args.split}")
+    try:
+        write_evaluation(out_dir, summary, per_class, confusion, class_names)
+    except OSError as err:
+        raise UsageError(f"cannot write to {out_dir} ({err.strerror}); choose a writable --output-dir") from None
+    print(f"{summary['images']} images: accuracy {summary['accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
+          f"log loss {summary['log_loss']:.4f}; details in {out_dir}")
+    return 0
+
+
+def _read_record(directory):
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+        raise UsageError(f"{directory} has no config.json; give a run directory written by train.py")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _run_predictor(run_dir):
+    import keras
+    import tensorflow as tf
+
+    from keras_cnn.data import Normalizer
+
+    record = _read_record(run_dir)
+    model_path = os.path.join(run_dir, "model.keras")
+    if not os.path.isfile(model_path):
+        raise UsageError(f"{run_dir} has no model.keras (did the run finish?); finish it by rerunning its train command")
+    model = keras.models.load_model(model_path)
+    normalizer = Normalizer.load(run_dir)
+    return (lambda x: tf.nn.softmax(model(normalizer(x), training=False)).numpy()), record
+
+
+def _saved_model_predictor(path):
+    import tensorflow as tf
+
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise UsageError(f"{path} is not a SavedModel directory (no saved_model.pb); give an export version directory")
+    loaded = tf.saved_model.load(path)
+    serve = loaded.signatures["serving_default"]
+    record = _read_record(path)
+    return (lambda x: serve(images=tf.constant(x))["probabilities"].numpy()), record
+
+
+def _load_split(record, args):
+    from keras_cnn.config import TrainConfig
+    from keras_cnn.data import load_data, prepare_data
+
+    cfg = TrainConfig.from_dict(record["config"])
+    dataset = args.dataset or cfg.data.dataset
+    if args.split == "all" or (args.data_dir and args.split == "test"):
+        if not args.data_dir:
+            raise UsageError("--split all needs --data-dir naming the images to evaluate")
+        loaded = load_data(dataset, args.data_dir, image_size=cfg.data.image_size, on_corrupt=cfg.data.on_corrupt)
+        split = loaded.test if args.split == "test" else loaded.train
+        names = loaded.class_names
+    elif args.split == "test":
+        loaded = load_data(dataset, cfg.data.data_dir, image_size=cfg.data.image_size, on_corrupt=cfg.data.on_corrupt)
+        split, names = loaded.test, loaded.class_names
+    else:
+        data_cfg = cfg.data if not args.data_dir else _replace(cfg.data, data_dir=args.data_dir, dataset=dataset)
+        prepared = prepare_data(data_cfg, seed=cfg.run.seed)
+        split = prepared.validation if args.split == "validation" else prepared.train
+        names = prepared.class_names
+    if split is None or len(split) == 0:
+        raise UsageError(f"the data has no {args.split} split; choose another --split")
+    expected = record.get("data", {}).get("class_names")
+    if expected and list(expected) != list(names):
+        raise UsageError(f"the data's classes ({len(names)}) differ from the model's ({len(expected)}); evaluate on data with the same classes")
+    return split.images, split.labels, names
+
+
+def _replace(data_cfg, **fields):
+    import dataclasses
+
+    return dataclasses.replace(data_cfg, **fields)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

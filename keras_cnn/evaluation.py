@@ -1,0 +1,64 @@
+"""Classification metrics from predicted probabilities: accuracy, top-5, log loss, per class."""
+import os
+
+import numpy as np
+
+from keras_cnn import reports
+
+
+def classification_metrics(probabilities, labels, class_names):
+    probabilities = np.asarray(probabilities, np.float64)
+    labels = np.asarray(labels)
+    n, k = probabilities.shape
+    predicted = probabilities.argmax(1)
+    top5 = np.argsort(-probabilities, axis=1)[:, : min(5, k)]
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    tp = np.diag(confusion).astype(np.float64)
+    predicted_counts, true_counts = confusion.sum(0), confusion.sum(1)
+    precision = np.divide(tp, predicted_counts, out=np.zeros(k), where=predicted_counts > 0)
+    recall = np.divide(tp, true_counts, out=np.zeros(k), where=true_counts > 0)
+    per_class = [
+        {"class": name, "support": int(true_counts[i]), "precision": precision[i], "recall": recall[i],
+         "f1": 2 * precision[i] * recall[i] / (precision[i] + recall[i]) if precision[i] + recall[i] else 0.0}
+        for i, name in enumerate(class_names)
+    ]
+    summary = {
+        "images": int(n),
+        "accuracy": float((predicted == labels).mean()),
+        "top5_accuracy": float((top5 == labels[:, None]).any(1).mean()),
+        "log_loss": float(-np.log(np.clip(probabilities[np.arange(n), labels], 1e-15, 1.0)).mean()),
+    }
+    return summary, per_class, confusion
+
+
+def write_evaluation(out_dir, summary, per_class, confusion, class_names):
+    os.makedirs(out_dir, exist_ok=True)
+    reports.write_json(os.path.join(out_dir, "evaluation.json"), summary)
+    reports.atomic_write(os.path.join(out_dir, "per_class.csv"), reports.csv_text(per_class, ["class", "support", "precision", "recall", "f1"]))
+    rows = [{"true\\predicted": name, **{c: int(v) for c, v in zip(class_names, row)}} for name, row in zip(class_names, confusion)]
+    reports.atomic_write(os.path.join(out_dir, "confusion_matrix.csv"), reports.csv_text(rows, ["true\\predicted", *class_names]))
+    plot_confusion(confusion, class_names, os.path.join(out_dir, "confusion_matrix.png"))
+
+
+def plot_confusion(confusion, class_names, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * k + 2), max(4, 0.6 * k + 1.5)))
+    normalized = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(k), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (row-normalized)")
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if normalized[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    reports._save_figure(fig, path)
