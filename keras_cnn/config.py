@@ -90,7 +90,7 @@ class RunConfig:
     output_dir: str = "runs"
     name: str | None = None  # default: <model>-<dataset>
     strategy: str = "auto"  # auto | default | mirrored | multi_worker
-    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    precision: str = "auto"  # auto (bf16 where AMX/AVX512-BF16 or Ampere+) | float32 | mixed_bfloat16 | mixed_float16
     steps_per_call: int = 10  # training steps per compiled call
     jit_compile: bool = False
     steps_per_epoch: int | None = None  # cap, for smoke runs

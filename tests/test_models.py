@@ -163,3 +163,31 @@ def test_bad_model_input_is_one_line_and_exit_2(argv, needle, capsys):
     assert params.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err
+
+
+@pytest.mark.parametrize("policy,tol", [("float32", 1e-4), ("mixed_bfloat16", 3e-2)])
+def test_fused_batch_norm_matches_keras_batch_norm(policy, tol):
+    """Same outputs, moving statistics and gradients as keras.layers.BatchNormalization."""
+    from keras_cnn.models.layers import BatchNorm
+
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, size=(8, 5, 5, 6)).astype("float32"))
+    ours = BatchNorm(momentum=0.9, epsilon=1e-5, dtype=policy)
+    theirs = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype=policy)
+    for layer in (ours, theirs):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 6))
+        layer.beta.assign(np.linspace(-1, 1, 6))
+    grads = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.range(6, dtype=tf.float32))
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.gamma, layer.beta])])
+        assert y.dtype == layer.compute_dtype
+    np.testing.assert_allclose(ours(x, training=True).numpy().astype("float32"), theirs(x, training=True).numpy().astype("float32"), atol=tol, rtol=tol)
+    np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.moving_mean.numpy(), rtol=1e-3)
+    np.testing.assert_allclose(ours.moving_variance.numpy(), theirs.moving_variance.numpy(), rtol=tol)
+    np.testing.assert_allclose(ours(x, training=False).numpy().astype("float32"), theirs(x, training=False).numpy().astype("float32"), atol=tol, rtol=tol)
+    for g_ours, g_theirs in zip(*grads):
+        np.testing.assert_allclose(g_ours, g_theirs, atol=tol * 10, rtol=tol)

@@ -152,7 +152,7 @@ def test_bad_flags_are_one_line_and_exit_2(argv, needle, mnist_full, tmp_path, c
 def test_mirrored_two_replicas_match_the_default_strategy(mnist_full, tmp_path):
     """No BN, no dropout: the summed per-replica gradients equal the single-replica ones."""
     common = ("data.train_limit=1024", "data.val_limit=256", "run.epochs=1", "run.steps_per_epoch=6", "data.batch_size=64",
-              "optimizer.weight_decay=1e-3")
+              "optimizer.weight_decay=1e-3", "run.precision=float32")
     single = keras_cnn.train(mnist_config(mnist_full, tmp_path / "one", "run.strategy=default", *common))
     mirrored = keras_cnn.train(mnist_config(mnist_full, tmp_path / "two", "run.strategy=mirrored", *common))
     for a, b in zip(single.model.weights, mirrored.model.weights):
@@ -162,7 +162,8 @@ def test_mirrored_two_replicas_match_the_default_strategy(mnist_full, tmp_path):
 def test_mirrored_with_batch_norm_dropout_and_l2_follows_the_single_replica_curve(mnist_full, tmp_path):
     """Synchronized BN keeps the statistics global; dropout masks differ per replica, hence a tolerance."""
     common = ("data.train_limit=3000", "data.val_limit=500", "run.epochs=3", "data.batch_size=100",
-              "model.batch_norm=true", "model.dropout=0.2", "optimizer.weight_decay=5e-4", "optimizer.learning_rate=0.05")
+              "model.batch_norm=true", "model.dropout=0.2", "optimizer.weight_decay=5e-4", "optimizer.learning_rate=0.05",
+              "run.precision=float32")
     single = keras_cnn.train(mnist_config(mnist_full, tmp_path / "one", "run.strategy=default", *common))
     mirrored = keras_cnn.train(mnist_config(mnist_full, tmp_path / "two", "run.strategy=mirrored", *common))
     for a, b in zip(single.history, mirrored.history):

@@ -1,6 +1,14 @@
 """Throughput benchmarks; prints one JSON line per measured configuration.
 
+    python scripts/benchmark.py --model resnet20 --precision float32 mixed_bfloat16
+    python scripts/benchmark.py --model resnet20 --vs-torch /tmp/torch-ref/bin/python --repeats 3
     python scripts/benchmark.py --pipeline --dataset cifar10 --data-dir ../shared/data/cifar10
+
+`--model`: training images/s of keras_cnn's own training step (the Trainer that train()
+uses) on random data of the real shape, doing the reference's work: SGD with Nesterov
+momentum 0.9, weight decay 5e-4, no EMA; warm-up excluded. `--vs-torch PYTHON` runs
+../shared/bench/torch_reference.py with that interpreter in the same invocation, interleaved
+with keras_cnn's runs, and prints min/median/max ratios.
 
 `--pipeline`: images/s of the input pipeline alone (decode once, then augment, normalize,
 batch from memory), reported per epoch after the first; `--compare-keras` also times
@@ -18,6 +26,15 @@ from keras_cnn.errors import UsageError, cli_entry
 def main(argv=None):
     quiet_tensorflow()
     parser = ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", nargs="+", help="models whose training step to time, e.g. resnet20 vgg16 alexnet")
+    parser.add_argument("--precision", nargs="+", default=["auto"],
+                        help="float32, mixed_bfloat16, auto (the default train() would pick)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (tracing, oneDNN primitive caches)")
+    parser.add_argument("--repeats", type=int, default=1, help="measurements per configuration")
+    parser.add_argument("--steps-per-call", type=int, default=10)
+    parser.add_argument("--vs-torch", metavar="PYTHON", help="interpreter with torch 2.13 for the reference")
+    parser.add_argument("--torch-reference", default=None, help="path to torch_reference.py (default ../shared/bench/)")
     parser.add_argument("--pipeline", action="store_true", help="benchmark the input pipeline alone")
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--data-dir")
@@ -27,13 +44,18 @@ def main(argv=None):
     parser.add_argument("--compare-keras", action="store_true", help="also time image_dataset_from_directory")
     parser.add_argument("--keras-batches", type=int, default=100, help="batches timed for --compare-keras")
     args = parser.parse_args(argv)
-    if not args.pipeline:
-        raise UsageError("nothing to measure: pass --pipeline (model throughput comes with the performance work)")
-    if args.batch_size < 1 or args.epochs < 1:
-        raise UsageError("--batch-size and --epochs must be at least 1")
-    print(json.dumps(benchmark_pipeline(args)), flush=True)
-    if args.compare_keras:
-        print(json.dumps(benchmark_keras_folder(args)), flush=True)
+    if not args.pipeline and not args.model:
+        raise UsageError("nothing to measure: pass --model NAME (training step) or --pipeline (input pipeline)")
+    if args.batch_size < 1 or args.epochs < 1 or args.steps < 1 or args.repeats < 1:
+        raise UsageError("--batch-size, --epochs, --steps and --repeats must be at least 1")
+    if args.pipeline:
+        print(json.dumps(benchmark_pipeline(args)), flush=True)
+        if args.compare_keras:
+            print(json.dumps(benchmark_keras_folder(args)), flush=True)
+    if args.model:
+        from keras_cnn.perf import benchmark_models
+
+        benchmark_models(args)
     return 0
 
 

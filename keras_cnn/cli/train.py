@@ -35,7 +35,7 @@ def build_parser():
     parser.add_argument("--schedule", help="constant, piecewise, exponential, cosine, onecycle")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--strategy", help="auto, default, mirrored, multi_worker")
-    parser.add_argument("--precision", help="float32, mixed_bfloat16, mixed_float16")
+    parser.add_argument("--precision", help="auto (default: bfloat16 where the hardware runs it fast), float32, mixed_bfloat16, mixed_float16")
     parser.add_argument("--ema", action="store_true", default=None, help="evaluate and save an EMA of the weights")
     parser.add_argument("--output-dir", help="where run directories go (default runs)")
     parser.add_argument("--name", help="run name (default <model>-<dataset>); the same name resumes")

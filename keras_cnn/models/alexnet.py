@@ -8,6 +8,7 @@ import keras
 
 from keras_cnn.models import register
 from keras_cnn.models.layers import (
+    make_batch_norm,
     LocalResponseNormalization,
     apply_activation,
     check_rate,
@@ -42,7 +43,7 @@ def build_alexnet(
             name=name,
         )(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+            x = make_batch_norm(f"{name}_bn")(x)
         return apply_activation(x, activation, name=f"{name}_{activation}")
 
     def norm(x, name):

@@ -128,6 +128,47 @@ class IdentityInit(keras.initializers.Initializer):
         return {"gain": self.gain}
 
 
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class BatchNorm(keras.layers.BatchNormalization):
+    """Keras BatchNormalization computed by TensorFlow's fused kernel (Ioffe & Szegedy 2015).
+
+    Same variables, arguments and semantics as keras.layers.BatchNormalization (biased batch
+    variance in the moving average), but one FusedBatchNormV3 op forward and one backward,
+    which oneDNN runs natively in bfloat16 with float32 statistics. Keras 3's own layer
+    composes moments, casts and arithmetic from a dozen small ops; on the 2-core CPU here
+    that made ResNet-20 training 1.55x (float32) to 1.8x (bfloat16) slower. Synchronized
+    (multi-replica), renorm, masked and non-4-D cases use the Keras path unchanged.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if self.synchronized or self.renorm or mask is not None or len(inputs.shape) != 4 or self.axis != [3]:
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        gamma = tf.cast(self.gamma.value, tf.float32) if self.scale else tf.ones([channels])
+        beta = tf.cast(self.beta.value, tf.float32) if self.center else tf.zeros([channels])
+        if training and self.trainable:
+            outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=gamma, offset=beta, mean=tf.zeros([0]), variance=tf.zeros([0]),
+                epsilon=self.epsilon, data_format="NHWC", is_training=True,
+            )
+            # The kernel returns the unbiased (Bessel-corrected) variance; Keras averages the biased one.
+            count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
+            variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            outputs, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=gamma, offset=beta, mean=self.moving_mean.value, variance=self.moving_variance.value,
+                epsilon=self.epsilon, data_format="NHWC", is_training=False,
+            )
+        return outputs
+
+
+def make_batch_norm(name):
+    """The BN every model uses: torch's defaults (momentum 0.9 here = 0.1 there, eps 1e-5)."""
+    return BatchNorm(momentum=0.9, epsilon=1e-5, name=name)
+
+
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "maxout")
 MAXOUT_PIECES = 2
 

@@ -3,6 +3,7 @@ import keras
 
 from keras_cnn.models import register
 from keras_cnn.models.layers import (
+    make_batch_norm,
     apply_activation,
     check_rate,
     initializer,
@@ -36,7 +37,7 @@ def build_mlp(
             name=f"fc{i}",
         )(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"fc{i}_bn")(x)
+            x = make_batch_norm(f"fc{i}_bn")(x)
         x = apply_activation(x, activation, name=f"fc{i}_{activation}")
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)

@@ -13,6 +13,7 @@ import keras
 from keras_cnn.errors import choose
 from keras_cnn.models import register
 from keras_cnn.models.layers import (
+    make_batch_norm,
     ZeroPadShortcut,
     apply_activation,
     check_rate,
@@ -39,7 +40,7 @@ def _conv_bn(x, filters, kernel_size, stride, name, opts):
         name=f"{name}_conv",
     )(x)
     if opts["batch_norm"]:
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+        x = make_batch_norm(f"{name}_bn")(x)
     return x
 
 

@@ -7,6 +7,7 @@ import keras
 
 from keras_cnn.models import register
 from keras_cnn.models.layers import (
+    make_batch_norm,
     apply_activation,
     check_rate,
     initializer,
@@ -50,7 +51,7 @@ def build_vgg(
                 name=name,
             )(x)
             if batch_norm:
-                x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+                x = make_batch_norm(f"{name}_bn")(x)
             x = apply_activation(x, activation, name=f"{name}_{activation}")
         x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     # Global pooling instead of Flatten so inputs larger than 32x32 still end in 512 features.

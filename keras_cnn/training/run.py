@@ -25,11 +25,11 @@ from keras_cnn.models import create_model
 from keras_cnn.training import checkpoints
 from keras_cnn.training.loop import Callback, Trainer
 from keras_cnn.training.optim import WeightEMA, build_optimizer, check_optimizer_config, learning_rate_at, per_example_loss
-from keras_cnn.training.provenance import reproducibility_record, cpu_supports_bf16
+from keras_cnn.training.precision import resolve_precision
+from keras_cnn.training.provenance import reproducibility_record
 from keras_cnn.training.strategy import get_strategy, is_chief
 
 log = logging.getLogger("keras_cnn")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass
@@ -51,22 +51,18 @@ def run_name(cfg):
 
 def validate(cfg):
     check_optimizer_config(cfg.optimizer, cfg.schedule)
-    choose("precision", cfg.run.precision, PRECISIONS)
     choose("normalization", cfg.data.normalization, ("none", "center", "standardize", "pca_whiten"))
     choose("on_corrupt policy", cfg.data.on_corrupt, ("skip", "error"))
     for label, value in (("epochs", cfg.run.epochs), ("batch size", cfg.data.batch_size), ("steps per call", cfg.run.steps_per_call)):
         if value < 1:
             raise UsageError(f"{label} must be at least 1, got {value}")
-    if cfg.run.precision == "mixed_bfloat16" and not (tf.config.list_physical_devices("GPU") or cpu_supports_bf16()):
-        raise UsageError("mixed_bfloat16 needs a GPU or a CPU with AMX or AVX512-BF16; use --precision float32")
-    if cfg.run.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
-        raise UsageError("mixed_float16 is for GPUs; on this CPU use float32 (or mixed_bfloat16 where supported)")
     if cfg.ema.enabled and not 0 < cfg.ema.decay < 1:
         raise UsageError(f"ema.decay must be in (0, 1), got {cfg.ema.decay}")
 
 
 def train(cfg: TrainConfig, callbacks=()):
     validate(cfg)
+    precision = resolve_precision(cfg.run.precision)
     # First TF work of the run: MultiWorkerMirroredStrategy must exist before the runtime starts.
     strategy = get_strategy(cfg.run.strategy)
     run_dir = os.path.join(cfg.run.output_dir, run_name(cfg))
@@ -85,13 +81,13 @@ def train(cfg: TrainConfig, callbacks=()):
         steps_per_epoch = min(steps_per_epoch, cfg.run.steps_per_epoch)
     total_steps = steps_per_epoch * cfg.run.epochs
     if chief:
-        _create_run_dir(run_dir, cfg, replace_existing, data)
+        _create_run_dir(run_dir, cfg, replace_existing, data, {"precision": precision, "replicas": replicas})
 
     model_options = cfg.model.options()
     if cfg.optimizer.name != "adamw" and cfg.optimizer.weight_decay:
         model_options["weight_decay"] = cfg.optimizer.weight_decay  # L2 via the model, never both
     previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(cfg.run.precision)
+    keras.mixed_precision.set_global_policy(precision)
     try:
         with strategy.scope():
             model = create_model(cfg.model.name, data.image_shape, data.num_classes, **model_options)
@@ -99,7 +95,7 @@ def train(cfg: TrainConfig, callbacks=()):
                 _synchronize_batch_norm(model)
             optimizer, schedule = build_optimizer(
                 cfg.optimizer, cfg.schedule, num_replicas=replicas, steps_per_epoch=steps_per_epoch,
-                total_steps=total_steps, precision=cfg.run.precision,
+                total_steps=total_steps, precision=precision,
             )
             optimizer.build(model.trainable_variables)
             ema = WeightEMA(model, cfg.ema.decay) if cfg.ema.enabled else None
@@ -270,7 +266,7 @@ def _check_run_dir(run_dir, cfg):
     return bool(differs)
 
 
-def _create_run_dir(run_dir, cfg, replace_existing, data):
+def _create_run_dir(run_dir, cfg, replace_existing, data, resolved):
     if replace_existing:
         trash = f"{run_dir}.replaced-{os.getpid()}"
         os.replace(run_dir, trash)  # atomic: a reader never sees a half-deleted run
@@ -289,6 +285,7 @@ def _create_run_dir(run_dir, cfg, replace_existing, data):
                 "split_seed": cfg.data.split_seed, "image_shape": list(data.image_shape),
                 "class_names": data.class_names, "normalization": data.normalizer.to_dict(),
             },
+            "resolved": resolved,  # what "auto" settings became on this machine
             "reproducibility": reproducibility_record(cfg),
             "schema_version": SCHEMA_VERSION,
         }

@@ -1,4 +1,5 @@
 """tf.distribute strategy from a name: auto | default | mirrored | multi_worker."""
+import functools
 import json
 import os
 
@@ -19,14 +20,25 @@ def get_strategy(name="auto"):
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise UsageError("strategy multi_worker needs TF_CONFIG describing the cluster; set it on every worker")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker()
     gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    if name == "mirrored":
+    if name == "auto" and len(gpus) > 1 or name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        return _mirrored(tuple(devices))
     return tf.distribute.get_strategy()
+
+
+# One strategy object per device set and process: a second MirroredStrategy over the same
+# devices reuses collective instance keys, and its all-reduces then meet the first one's
+# (seen here: "Shape mismatch in the collective instance" when two runs share a process).
+@functools.cache
+def _mirrored(devices):
+    return tf.distribute.MirroredStrategy(list(devices))
+
+
+@functools.cache
+def _multi_worker():
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def is_chief():
