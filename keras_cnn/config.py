@@ -43,6 +43,9 @@ class ModelConfig:
     dropout: float | None = None
     batch_norm: bool | None = None
     shortcut: str | None = None
+    filters: tuple[int, ...] | None = None  # cnn: conv widths, e.g. 32,32,64,64
+    pool_every: int | None = None  # cnn
+    dense: int | None = None  # cnn: hidden dense width
 
     def options(self):
         return {
@@ -97,6 +100,7 @@ class RunConfig:
     checkpoint_every_steps: int | None = None
     keep_checkpoints: int = 3
     overwrite: bool = False
+    export: bool = True  # write <run>/saved_model/1/ when the run finishes
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,3 +57,44 @@ def cifar_folder(tmp_path_factory):
 def copy_tree(src, dst):
     shutil.copytree(src, dst)
     return pathlib.Path(dst)
+
+
+def mnist_config(data_dir, output_dir, *overrides):
+    """MNIST MLP 784-128-10, SGD+Nesterov, cosine, 3 epochs; overrides are --set strings."""
+    from keras_cnn.config import TrainConfig, apply_overrides
+
+    return apply_overrides(
+        TrainConfig(),
+        [
+            "data.dataset=mnist", f"data.data_dir={data_dir}", f"run.output_dir={output_dir}",
+            "model.name=mlp", "model.hidden=128", "optimizer.name=sgd", "optimizer.learning_rate=0.1",
+            "optimizer.nesterov=true", "schedule.name=cosine", "run.epochs=3",
+            *overrides,
+        ],
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(mnist_full, tmp_path_factory):
+    """The one real training run of the session: MNIST MLP 784-128-10, 3 epochs, EMA on."""
+    import keras_cnn
+
+    out = tmp_path_factory.mktemp("runs")
+    cfg = mnist_config(mnist_full, out, "ema.enabled=true")
+    return keras_cnn.train(cfg)
+
+
+
+
+@pytest.fixture(scope="session")
+def trained_cifar(cifar_folder, tmp_path_factory):
+    """A few steps of ResNet-20 (identity shortcuts, BN, EMA, default precision) on real CIFAR JPEGs."""
+    import keras_cnn
+    from keras_cnn.config import TrainConfig, apply_overrides
+
+    cfg = apply_overrides(TrainConfig(), [
+        "data.dataset=cifar10", f"data.data_dir={cifar_folder}", f"run.output_dir={tmp_path_factory.mktemp('runs')}",
+        "model.name=resnet20", "model.shortcut=identity", "data.batch_size=32", "run.epochs=1", "run.steps_per_epoch=4",
+        "ema.enabled=true", "ema.decay=0.9", "data.crop_padding=4", "data.flip=true",
+    ])
+    return keras_cnn.train(cfg)

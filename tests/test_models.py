@@ -191,3 +191,12 @@ def test_fused_batch_norm_matches_keras_batch_norm(policy, tol):
     np.testing.assert_allclose(ours(x, training=False).numpy().astype("float32"), theirs(x, training=False).numpy().astype("float32"), atol=tol, rtol=tol)
     for g_ours, g_theirs in zip(*grads):
         np.testing.assert_allclose(g_ours, g_theirs, atol=tol * 10, rtol=tol)
+    # ... and it really is the fused kernel, forward and backward, not the Keras fallback.
+    def step(inputs):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            out = ours(inputs, training=True)
+        return tape.gradient(out, inputs)
+
+    ops = {op.type for op in tf.function(step).get_concrete_function(x).graph.get_operations()}
+    assert {"FusedBatchNormV3", "FusedBatchNormGradV3"} <= ops, sorted(ops)

@@ -7,28 +7,9 @@ import pytest
 
 import keras_cnn
 from keras_cnn.cli import train as train_cli
-from keras_cnn.config import TrainConfig, apply_overrides, preset
+from keras_cnn.config import preset
 
-
-def mnist_config(data_dir, output_dir, *overrides):
-    cfg = TrainConfig()
-    return apply_overrides(
-        cfg,
-        [
-            "data.dataset=mnist", f"data.data_dir={data_dir}", f"run.output_dir={output_dir}",
-            "model.name=mlp", "model.hidden=128", "optimizer.name=sgd", "optimizer.learning_rate=0.1",
-            "optimizer.nesterov=true", "schedule.name=cosine", "run.epochs=3",
-            *overrides,
-        ],
-    )
-
-
-@pytest.fixture(scope="session")
-def trained_mlp(mnist_full, tmp_path_factory):
-    """The one real training run of the session: MNIST MLP 784-128-10, 3 epochs, EMA on."""
-    out = tmp_path_factory.mktemp("runs")
-    cfg = mnist_config(mnist_full, out, "ema.enabled=true")
-    return keras_cnn.train(cfg)
+from conftest import mnist_config
 
 
 def test_mnist_mlp_learns_to_97_5_percent_in_3_epochs(trained_mlp):

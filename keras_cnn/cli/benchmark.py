@@ -30,7 +30,7 @@ def main(argv=None):
     parser.add_argument("--precision", nargs="+", default=["auto"],
                         help="float32, mixed_bfloat16, auto (the default train() would pick)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (tracing, oneDNN primitive caches)")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed steps first (tracing, oneDNN primitive caches)")
     parser.add_argument("--repeats", type=int, default=1, help="measurements per configuration")
     parser.add_argument("--steps-per-call", type=int, default=10)
     parser.add_argument("--vs-torch", metavar="PYTHON", help="interpreter with torch 2.13 for the reference")

@@ -60,9 +60,10 @@ def add_model_args(parser):
         "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalization"
     )
     group.add_argument("--shortcut", help="ResNet shortcut: projection (B) or identity (A)")
+    group.add_argument("--filters", type=int, nargs="+", help="cnn conv widths, e.g. --filters 32 32 64 64")
 
 
-MODEL_ARG_NAMES = ("hidden", "activation", "kernel_initializer", "dropout", "weight_decay", "batch_norm", "shortcut")
+MODEL_ARG_NAMES = ("hidden", "activation", "kernel_initializer", "dropout", "weight_decay", "batch_norm", "shortcut", "filters")
 
 
 def model_options_from_args(args):

@@ -62,4 +62,4 @@ def _lookup(name):
 @functools.cache
 def _load_families():
     # Imported lazily so `import keras_cnn.models` stays cheap and cycles cannot form.
-    from keras_cnn.models import alexnet, mlp, resnet, vgg  # noqa: F401
+    from keras_cnn.models import alexnet, cnn, mlp, resnet, vgg  # noqa: F401

@@ -141,7 +141,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if self.synchronized or self.renorm or mask is not None or len(inputs.shape) != 4 or self.axis != [3]:
+        rank = len(inputs.shape)
+        if self.synchronized or self.renorm or mask is not None or rank != 4 or self.axis not in (-1, rank - 1):
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         gamma = tf.cast(self.gamma.value, tf.float32) if self.scale else tf.ones([channels])

@@ -73,3 +73,20 @@ def restore(path, model, optimizer, ema=None, *, weights_only=False):
                     )
                 variable.assign(value)
         return json.loads(archive["state"].tobytes().decode())
+
+
+def restore_weights(path, model):
+    """Model weights from a checkpoint for export: the EMA values where the run kept an EMA."""
+    try:
+        archive = np.load(path)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read checkpoint {path} ({err})") from None
+    with archive:
+        has_ema = any(k.startswith("ema/") for k in archive.files)
+    restore(path, model, None, weights_only=True)
+    if has_ema:
+        with np.load(path) as archive:
+            averaged = [v for v in model.weights if v.dtype == "float32"]  # WeightEMA's order
+            keys = sorted((k for k in archive.files if k.startswith("ema/")), key=lambda k: int(k.split("/")[1]))
+            for key, variable in zip(keys, averaged):
+                variable.assign(archive[key])

@@ -11,7 +11,12 @@ SUM = tf.distribute.ReduceOp.SUM
 
 
 class Callback:
-    """Keras-style hooks; set `trainer.stop_training = True` to end the run after this call."""
+    """Keras-style hooks; set `trainer.stop_training = True` to end the run after this call.
+
+    on_batch_end runs after each compiled call (run.steps_per_call steps; the very first
+    call of a run is a single step) with logs {"loss", "accuracy"} averaged over the epoch
+    so far and "batch_loss" over this call's steps; on_epoch_end gets the history row.
+    """
 
     def on_train_begin(self, trainer): ...
     def on_epoch_begin(self, trainer, epoch): ...

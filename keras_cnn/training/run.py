@@ -130,6 +130,7 @@ def train(cfg: TrainConfig, callbacks=()):
     run_start = time.perf_counter()
     for cb in callbacks:
         cb.on_train_begin(trainer)
+    first_call = int(optimizer.iterations.numpy()) == 0
 
     for epoch in range(start_epoch, cfg.run.epochs):
         for cb in callbacks:
@@ -142,9 +143,14 @@ def train(cfg: TrainConfig, callbacks=()):
             n = min(cfg.run.steps_per_call, steps_per_epoch - batch)
             if cfg.run.checkpoint_every_steps:  # stop the call at the next checkpoint boundary
                 n = min(n, cfg.run.checkpoint_every_steps - batch % cfg.run.checkpoint_every_steps)
-            totals += trainer.train_steps(iterator, n)
+            if first_call:  # one step alone, so callbacks see the true initial loss
+                n, first_call = 1, False
+            call_totals = trainer.train_steps(iterator, n)
+            totals += call_totals
             batch += n
-            logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2]}
+            # loss/accuracy: the epoch so far; batch_loss: this call's steps alone.
+            logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2],
+                    "batch_loss": call_totals[0] / call_totals[2]}
             if not math.isfinite(logs["loss"]):
                 status = "diverged"
             progress.update(epoch + 1, batch, logs, (totals[2] - carried) / (time.perf_counter() - epoch_start))
@@ -198,6 +204,8 @@ def train(cfg: TrainConfig, callbacks=()):
             reports.plot_curves(history, os.path.join(run_dir, "curves.png"))
         if status != "diverged":
             model.save(os.path.join(run_dir, "model.keras"))
+            if cfg.run.export:
+                _export_saved_model(run_dir, model)
     result = _result(run_dir, status, history, model, run_start, train_seconds, train_images, data.class_names)
     for cb in callbacks:
         cb.on_train_end(trainer, {"status": status})
@@ -211,6 +219,19 @@ def train(cfg: TrainConfig, callbacks=()):
         }, reports.RUNS_COLUMNS)
     progress.summary(result, cfg)
     return result
+
+
+def _export_saved_model(run_dir, model):
+    """<run>/saved_model/1/: the version TensorFlow Serving loads straight from the run."""
+    from keras_cnn.export import write_saved_model
+    from keras_cnn.data import Normalizer
+
+    version_dir = os.path.join(run_dir, "saved_model", "1")
+    if os.path.isdir(version_dir):
+        return  # a rerun of a finished run: the export is already there
+    with open(os.path.join(run_dir, "config.json")) as f:
+        record = json.load(f)
+    write_saved_model(model, record, Normalizer.load(run_dir), version_dir)
 
 
 def _synchronize_batch_norm(model):

@@ -1,0 +1,51 @@
+"""Classify image files with an exported SavedModel: top-k classes with probabilities.
+
+    python scripts/predict.py --model exports/resnet20-cifar10/1 cat.jpg ship.png --top-k 3
+
+Uses only TensorFlow (the model's `serve_image_bytes` signature), as a serving client would.
+"""
+import os
+
+import numpy as np
+
+from keras_cnn.cli.common import ArgumentParser, quiet_tensorflow
+from keras_cnn.errors import UsageError, cli_entry
+
+
+@cli_entry
+def main(argv=None):
+    quiet_tensorflow()
+    parser = ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="an exported SavedModel version directory")
+    parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
+    parser.add_argument("--top-k", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+
+    import tensorflow as tf
+
+    if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
+        raise UsageError(f"{args.model} is not a SavedModel directory (no saved_model.pb); give exports/<name>/<version>")
+    loaded = tf.saved_model.load(args.model)
+    serve = loaded.signatures["serve_image_bytes"]
+    class_names = [n.decode() for n in loaded.class_names[0].numpy()]
+    for path in args.images:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise UsageError(f"cannot read {path} ({err.strerror})") from None
+        try:
+            out = serve(image_bytes=tf.constant([data]))
+        except tf.errors.InvalidArgumentError:
+            raise UsageError(f"{path} is not a decodable image (JPEG, PNG, GIF or BMP)") from None
+        probabilities = out["probabilities"].numpy()[0]
+        top = np.argsort(-probabilities)[: args.top_k]
+        ranked = ", ".join(f"{class_names[i]} {probabilities[i]:.4f}" for i in top)
+        print(f"{path}: {ranked}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

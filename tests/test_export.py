@@ -1,0 +1,122 @@
+"""Exports load in a fresh process without keras_cnn and predict what the Keras model predicts."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_cnn.cli import evaluate, export as export_cli, predict
+from keras_cnn.data import Normalizer
+from keras_cnn.export import float32_copy
+
+from conftest import ROOT
+
+FRESH = ROOT / "tests" / "serve_fresh_process.py"
+
+
+def keras_probabilities(run_dir, images):
+    """In-process reference: the run's final model in float32, normalization applied outside."""
+    record = json.load(open(os.path.join(run_dir, "config.json")))
+    model = float32_copy(keras.models.load_model(os.path.join(run_dir, "model.keras")), record)
+    x = Normalizer.load(run_dir)(images)
+    return tf.nn.softmax(model(x, training=False)).numpy()
+
+
+def real_cifar_files(cifar_folder, per_class=2):
+    return [str(cifar_folder / c / f) for c in sorted(os.listdir(cifar_folder)) for f in sorted(os.listdir(cifar_folder / c))[:per_class]]
+
+
+def test_every_finished_run_writes_a_servable_version(trained_cifar):
+    version = os.path.join(trained_cifar.run_dir, "saved_model", "1")
+    for name in ("saved_model.pb", "variables", "config.json", "model.keras"):
+        assert os.path.exists(os.path.join(version, name)), name
+    assert json.load(open(os.path.join(trained_cifar.run_dir, "config.json")))["resolved"]["precision"] in ("float32", "mixed_bfloat16")
+
+
+def test_fresh_process_without_keras_cnn_predicts_like_keras(trained_cifar, cifar_folder, tmp_path):
+    files = real_cifar_files(cifar_folder)
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    np.save(tmp_path / "batch.npy", images)
+    version = os.path.join(trained_cifar.run_dir, "saved_model", "1")
+    out = subprocess.run(
+        [sys.executable, str(FRESH), version, str(tmp_path / "batch.npy"), str(tmp_path / "out.npz"), *files],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "keras_cnn importable: False" in out.stdout
+    served = np.load(tmp_path / "out.npz")
+    expected = keras_probabilities(trained_cifar.run_dir, images)
+    assert np.abs(served["probabilities"] - expected).max() < 1e-5
+    assert np.abs(served["bytes_probabilities"] - expected).max() < 1e-5  # JPEG decoding matches training's
+    np.testing.assert_array_equal(served["classes"], expected.argmax(1))
+    names = list(served["all_class_names"])
+    assert names[:2] == ["airplane", "automobile"]
+    assert list(served["class_names"]) == [names[i] for i in expected.argmax(1)]
+    errors = dict(e.split("=", 1) for e in served["errors"])
+    assert all(v != "no error" for v in errors.values()), errors
+
+
+def test_export_cli_writes_numbered_versions_atomically(trained_mlp, tmp_path, capsys):
+    for expected in ("1", "2"):
+        assert export_cli.main(["--run", trained_mlp.run_dir, "--export-dir", str(tmp_path)]) == 0
+        assert capsys.readouterr().out.strip().endswith(os.path.join("mlp-mnist", expected))
+    assert sorted(os.listdir(tmp_path / "mlp-mnist")) == ["1", "2"]  # no staging leftovers
+    loaded = tf.saved_model.load(str(tmp_path / "mlp-mnist" / "2"))
+    spec = loaded.signatures["serving_default"].structured_input_signature[1]["images"]
+    assert spec.shape.as_list() == [None, 28, 28, 1] and spec.dtype == tf.uint8
+
+
+def test_export_from_a_checkpoint_uses_its_ema_weights(trained_mlp, tmp_path, mnist_full):
+    checkpoint = sorted((p for p in os.listdir(os.path.join(trained_mlp.run_dir, "checkpoints")) if p.startswith("ckpt-")))[-1]
+    path = os.path.join(trained_mlp.run_dir, "checkpoints", checkpoint)
+    assert export_cli.main(["--run", trained_mlp.run_dir, "--checkpoint", path, "--export-dir", str(tmp_path)]) == 0
+    with np.load(mnist_full / "train.npz") as f:
+        images = f["x_train"][:64, :, :, None]
+    served = tf.saved_model.load(str(tmp_path / "mlp-mnist" / "1")).signatures["serving_default"]
+    probabilities = served(images=tf.constant(images))["probabilities"].numpy()
+    # The final model.keras holds the EMA of the last checkpoint: the same numbers.
+    assert np.abs(probabilities - keras_probabilities(trained_mlp.run_dir, images)).max() < 1e-5
+
+
+def test_saved_model_cli_shows_signatures_and_runs_an_npy_batch(trained_mlp, tmp_path, mnist_full):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if not os.path.exists(cli):
+        pytest.skip("saved_model_cli is not installed beside this Python")
+    version = os.path.join(trained_mlp.run_dir, "saved_model", "1")
+    shown = subprocess.run([cli, "show", "--dir", version, "--all"], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for needle in ("signature_def['serving_default']", "signature_def['serve_image_bytes']", "inputs['images']",
+                   "inputs['image_bytes']", "outputs['probabilities']", "outputs['classes']", "outputs['class_names']"):
+        assert needle in shown.stdout, needle
+    with np.load(mnist_full / "train.npz") as f:
+        np.save(tmp_path / "batch.npy", f["x_train"][:2, :, :, None])
+    ran = subprocess.run([cli, "run", "--dir", version, "--tag_set", "serve", "--signature_def", "serving_default",
+                          "--inputs", f"images={tmp_path / 'batch.npy'}"], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "probabilities" in ran.stdout
+
+
+def test_predict_cli_prints_top_k(trained_cifar, cifar_folder, capsys, tmp_path):
+    files = real_cifar_files(cifar_folder, per_class=1)[:3]
+    version = os.path.join(trained_cifar.run_dir, "saved_model", "1")
+    assert predict.main(["--model", version, *files, "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(len(re.findall(r" [01]\.\d{4}", line)) == 2 for line in lines), lines
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    assert predict.main(["--model", version, str(bad)]) == 2
+    assert "not a decodable image" in capsys.readouterr().err
+    assert predict.main(["--model", str(tmp_path), files[0]]) == 2
+
+
+def test_evaluate_a_saved_model(trained_mlp, tmp_path):
+    version = os.path.join(trained_mlp.run_dir, "saved_model", "1")
+    assert evaluate.main(["--saved-model", version, "--output-dir", str(tmp_path)]) == 0
+    summary = json.load(open(tmp_path / "evaluation.json"))
+    assert summary["accuracy"] == pytest.approx(trained_mlp.history[-1]["ema_val_accuracy"], abs=1e-4)

@@ -1,0 +1,190 @@
+"""Searches and sweeps over real (small) MNIST: trials.csv, divergence, resume, distribution."""
+import csv
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from keras_cnn.errors import UsageError
+from tuning import spaces, sweep, tune
+from tuning.trials import read_trials
+
+from conftest import ROOT
+
+SMALL = ["--set", "data.train_limit=1000", "--set", "data.val_limit=300", "--set", "run.steps_per_epoch=8",
+         "--set", "data.batch_size=64", "--set", "run.precision=float32"]
+
+
+def tune_argv(data, out, *extra):
+    return ["--model", "mlp", "--dataset", "mnist", "--data-dir", str(data), "--output-dir", str(out),
+            "--epochs-per-trial", "1", "--set", "model.hidden=32", *SMALL, *extra]
+
+
+def test_random_search_fills_trials_csv_with_log_spread_rates(mnist_npz, tmp_path, capsys):
+    assert tune.main(tune_argv(mnist_npz, tmp_path, "--max-trials", "4", "--tuner", "random")) == 0
+    search_dir = tmp_path / "mlp-mnist-random"
+    rows = read_trials(search_dir / "trials.csv")
+    assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4
+    assert list(rows[0])[:5] == ["trial_id", "status", "learning_rate", "weight_decay", "dropout"]
+    assert {"best_val_accuracy", "best_val_loss", "epochs", "seconds", "seed", "run_dir"} <= set(rows[0])
+    assert all(r["status"] in ("finished", "diverged") for r in rows)
+    rates = [float(r["learning_rate"]) for r in rows]
+    assert math.log10(max(rates) / min(rates)) >= 1.0, rates  # sampled in log space: decades apart
+    assert (search_dir / "search.png").exists()
+    out = capsys.readouterr().out
+    assert "reproduce it: python scripts/train.py --model mlp" in out and "--set optimizer.learning_rate=" in out
+    # Rerunning the finished search trains nothing new and duplicates nothing.
+    assert tune.main(tune_argv(mnist_npz, tmp_path, "--max-trials", "4", "--tuner", "random")) == 0
+    assert len(read_trials(search_dir / "trials.csv")) == 4
+
+
+def test_a_diverging_learning_rate_is_recorded_and_the_search_goes_on(mnist_npz, tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text('[optimizer.learning_rate]\nvalues = [0.05, 1000.0]\n')
+    assert tune.main(tune_argv(mnist_npz, tmp_path, "--tuner", "grid", "--space", str(space), "--max-trials", "2",
+                               "--set", "optimizer.momentum=0.9")) == 0
+    rows = {float(r["learning_rate"]): r for r in read_trials(tmp_path / "mlp-mnist-grid" / "trials.csv")}
+    assert rows[1000.0]["status"] == "diverged" and rows[1000.0]["best_val_accuracy"] == ""
+    assert rows[0.05]["status"] == "finished" and float(rows[0.05]["best_val_accuracy"]) > 0.5
+
+
+def test_refine_narrows_ranges_around_the_best_trials():
+    space = {"optimizer.learning_rate": {"min": 1e-4, "max": 1.0, "sampling": "log"},
+             "model.dropout": {"min": 0.0, "max": 0.5}, "optimizer.name": {"values": ["sgd", "adam", "rmsprop"]}}
+    rows = [
+        {"status": "finished", "best_val_accuracy": "0.9", "learning_rate": "0.01", "dropout": "0.1", "name": "sgd"},
+        {"status": "finished", "best_val_accuracy": "0.8", "learning_rate": "0.02", "dropout": "0.2", "name": "adam"},
+        {"status": "finished", "best_val_accuracy": "0.1", "learning_rate": "0.9", "dropout": "0.5", "name": "rmsprop"},
+        {"status": "diverged", "best_val_accuracy": "", "learning_rate": "0.5", "dropout": "0.0", "name": "sgd"},
+    ]
+    narrowed = spaces.refine(space, rows, top=2)
+    assert narrowed["optimizer.learning_rate"] == {"min": 0.005, "max": 0.04, "sampling": "log"}
+    assert narrowed["model.dropout"]["min"] == pytest.approx(0.05) and narrowed["model.dropout"]["max"] == pytest.approx(0.25)
+    assert narrowed["optimizer.name"] == {"values": ["sgd", "adam"]}
+    with pytest.raises(UsageError, match="no finished trials"):
+        spaces.refine(space, rows[3:], top=2)
+
+
+def test_refine_cli_runs_the_next_stage(mnist_npz, tmp_path):
+    assert tune.main(tune_argv(mnist_npz, tmp_path, "--max-trials", "3")) == 0
+    first = tmp_path / "mlp-mnist-random" / "trials.csv"
+    assert tune.main(tune_argv(mnist_npz, tmp_path, "--max-trials", "2", "--refine", str(first), "--top", "2")) == 0
+    record = json.load(open(tmp_path / "mlp-mnist-random-refine" / "search.json"))
+    best = sorted(read_trials(first), key=lambda r: float(r["best_val_accuracy"] or 0), reverse=True)[:2]
+    lr = record["space"]["optimizer.learning_rate"]
+    assert lr["min"] <= min(float(r["learning_rate"]) for r in best) <= max(float(r["learning_rate"]) for r in best) <= lr["max"]
+    assert len(read_trials(tmp_path / "mlp-mnist-random-refine" / "trials.csv")) == 2
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--tuner", "annealing"], "choose one of: bayesian"),
+        (["--space", "nope"], "neither a file nor a built-in"),
+        (["--max-trials", "0"], "at least 1"),
+        (["--refine", "missing.csv"], "does not exist"),
+    ],
+)
+def test_bad_search_arguments_are_one_line_and_exit_2(extra, needle, mnist_npz, tmp_path, capsys):
+    assert tune.main(tune_argv(mnist_npz, tmp_path, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_bad_space_files_are_refused(tmp_path):
+    for text, needle in [('[optimizer.lr]\nmin = 1\nmax = 2\n', "unknown field"),
+                         ('[optimizer.learning_rate]\nmin = 1.0\nmax = 0.1\n', "min < max"),
+                         ('[optimizer.learning_rate]\nmin = 0.0\nmax = 1.0\nsampling = "log"\n', "log sampling needs min > 0")]:
+        path = tmp_path / "s.toml"
+        path.write_text(text)
+        with pytest.raises(UsageError, match=needle):
+            spaces.load_space(str(path), "mlp")
+
+
+def test_sweep_reports_mean_and_std_per_arm(mnist_npz, tmp_path, capsys):
+    lab = tmp_path / "lab.toml"
+    lab.write_text('name = "tiny"\n[base]\n"data.dataset" = "mnist"\n"model.name" = "mlp"\n"run.epochs" = 1\n'
+                   '[arms.narrow]\n"model.hidden" = [8]\n[arms.wide]\n"model.hidden" = [64]\n')
+    assert sweep.main([str(lab), "--seeds", "2", "--data-dir", str(mnist_npz), "--output-dir", str(tmp_path), *SMALL]) == 0
+    rows = read_trials(tmp_path / "tiny" / "trials.csv")
+    assert sorted(r["trial_id"] for r in rows) == ["narrow-seed0", "narrow-seed1", "wide-seed0", "wide-seed1"]
+    with open(tmp_path / "tiny" / "sweep.csv") as f:
+        summary = {r["arm"]: r for r in csv.DictReader(f)}
+    for arm in ("narrow", "wide"):
+        accs = [float(r["best_val_accuracy"]) for r in rows if r["arm"] == arm]
+        assert float(summary[arm]["mean_val_accuracy"]) == pytest.approx(sum(accs) / 2, abs=1e-4)
+        assert summary[arm]["runs"] == "2" and summary[arm]["std_val_accuracy"] != ""
+    assert "±" in capsys.readouterr().out
+
+
+def test_shipped_lab_files_are_valid():
+    from keras_cnn.config import TrainConfig, apply_overrides
+
+    labs = sorted((ROOT / "tuning" / "labs").glob("*.toml"))
+    assert len(labs) >= 7
+    for lab in labs:
+        _, base, arms = sweep.load_lab(str(lab))
+        for fields in arms.values():
+            apply_overrides(TrainConfig(), sweep.assignments(base) + sweep.assignments(fields))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tune_process(argv, **env):
+    full = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **env)
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "tune.py"), *argv], env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_chief_and_two_workers_share_the_trials(mnist_npz, tmp_path):
+    # Trials of ~40 steps: long enough that a worker starting a few seconds late still gets some.
+    argv = tune_argv(mnist_npz, tmp_path, "--max-trials", "6", "--set", "run.steps_per_epoch=40", "--set", "data.train_limit=3000")
+    port = str(free_port())
+    common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    chief = tune_process(argv, KERASTUNER_TUNER_ID="chief", **common)
+    time.sleep(3)  # let the chief's oracle server come up
+    workers = [tune_process(argv, KERASTUNER_TUNER_ID=f"tuner{i}", **common) for i in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    chief_out = chief.communicate(timeout=120)[0]
+    assert chief.returncode == 0, chief_out[-3000:]
+    for w, out in zip(workers, outputs):
+        assert w.returncode == 0, out[-3000:]
+    rows = read_trials(tmp_path / "mlp-mnist-random" / "trials.csv")
+    assert len(rows) == 6 and len({r["trial_id"] for r in rows}) == 6
+    assert all(r["status"] in ("finished", "diverged") for r in rows)
+    # Both workers trained trials (KerasTuner prints "Search: Running Trial #N" per trial).
+    assert all("Running Trial" in out for out in outputs), [out[-500:] for out in outputs]
+    trial_dirs = os.listdir(tmp_path / "mlp-mnist-random" / "runs")
+    assert len([d for d in trial_dirs if d.startswith("trial_")]) == 6
+
+
+def test_killed_search_resumes_with_every_trial_once(mnist_npz, tmp_path):
+    argv = tune_argv(mnist_npz, tmp_path, "--max-trials", "4", "--set", "run.epochs=3", "--set", "run.steps_per_epoch=15")
+    trials = tmp_path / "mlp-mnist-random" / "trials.csv"
+    proc = tune_process(argv)
+    deadline = time.time() + 300
+    # Kill during the second trial: the first row is finished, the second is running.
+    while time.time() < deadline:
+        rows = read_trials(trials) if trials.exists() else []
+        if len(rows) >= 2 and rows[-1]["status"] == "running":
+            break
+        assert proc.poll() is None, proc.stdout.read()[-2000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = tune_process(argv)
+    out = rerun.communicate(timeout=600)[0]
+    assert rerun.returncode == 0, out[-3000:]
+    rows = read_trials(trials)
+    assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4, rows
+    assert all(r["status"] == "finished" for r in rows)
