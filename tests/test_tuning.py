@@ -162,8 +162,7 @@ def test_chief_and_two_workers_share_the_trials(mnist_npz, tmp_path):
     rows = read_trials(tmp_path / "mlp-mnist-random" / "trials.csv")
     assert len(rows) == 6 and len({r["trial_id"] for r in rows}) == 6
     assert all(r["status"] in ("finished", "diverged") for r in rows)
-    # Both workers trained trials (KerasTuner prints "Search: Running Trial #N" per trial).
-    assert all("Running Trial" in out for out in outputs), [out[-500:] for out in outputs]
+    assert {r["tuner_id"] for r in rows} == {"tuner0", "tuner1"}  # both workers trained trials
     trial_dirs = os.listdir(tmp_path / "mlp-mnist-random" / "runs")
     assert len([d for d in trial_dirs if d.startswith("trial_")]) == 6
 

@@ -51,7 +51,8 @@ class KerasCnnTuner(keras_tuner.Tuner):
             return {"val_accuracy": float(existing["best_val_accuracy"] or WORST_SCORE)}
         cfg = self.trial_config(trial.trial_id, values, hp)
         row = {"trial_id": trial.trial_id, "status": "running", **{spaces.column(p): v for p, v in values.items()},
-               "seed": cfg.run.seed, "run_dir": os.path.join(cfg.run.output_dir, cfg.run.name)}
+               "seed": cfg.run.seed, "run_dir": os.path.join(cfg.run.output_dir, cfg.run.name),
+               "tuner_id": self.tuner_id}
         upsert_trial(self.trials_path, row, self.columns)
         abort = DivergenceAbort()
         start = time.perf_counter()
@@ -91,18 +92,24 @@ class KerasCnnTuner(keras_tuner.Tuner):
 
 def make_oracle(kind, space, max_trials, seed, max_epochs):
     objective = keras_tuner.Objective("val_accuracy", direction="max")
+    # The whole space is declared up front: KerasTuner otherwise learns it from the first
+    # trial's report, and a second worker asking before that gets an empty space and is
+    # told to stop (seen here: one of two workers ran no trial).
+    hyperparameters = keras_tuner.HyperParameters()
+    spaces.define(hyperparameters, space)
+    common = {"objective": objective, "seed": seed, "hyperparameters": hyperparameters, "allow_new_entries": False}
     if kind == "random":
-        return keras_tuner.oracles.RandomSearchOracle(objective=objective, max_trials=max_trials, seed=seed)
+        return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials, **common)
     if kind == "bayesian":
-        return keras_tuner.oracles.BayesianOptimizationOracle(objective=objective, max_trials=max_trials, seed=seed)
+        return keras_tuner.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
     if kind == "grid":
         for path, spec in space.items():
             if "values" not in spec:
                 raise UsageError(f"grid search needs a list of values for every hyperparameter; {path} is a range")
-        return keras_tuner.oracles.GridSearchOracle(objective=objective, max_trials=max_trials, seed=seed)
+        return keras_tuner.oracles.GridSearchOracle(max_trials=max_trials, **common)
     # Hyperband sets each trial's epochs itself (successive halving up to max_epochs),
     # so --epochs-per-trial is its maximum; trials train from scratch, not warm-started.
-    return keras_tuner.oracles.HyperbandOracle(objective=objective, max_epochs=max_epochs, seed=seed)
+    return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs, **common)
 
 
 def best_command(rows, space, base_args):

@@ -9,7 +9,7 @@ import os
 
 from keras_cnn.reports import atomic_write, csv_text
 
-RESULT_COLUMNS = ["best_val_accuracy", "best_val_loss", "epochs", "seconds", "seed", "run_dir"]
+RESULT_COLUMNS = ["best_val_accuracy", "best_val_loss", "epochs", "seconds", "seed", "run_dir", "tuner_id"]
 
 
 def columns_for(hp_columns):
@@ -61,6 +61,7 @@ def plot_search(rows, space, path):
             ax.set_xscale("log")
         ax.set(xlabel=column(p), ylabel="best validation accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     _save_figure(fig, path)
