@@ -101,6 +101,7 @@ class RunConfig:
     keep_checkpoints: int = 3
     overwrite: bool = False
     export: bool = True  # write <run>/saved_model/1/ when the run finishes
+    layer_stats: bool = False  # per-layer sparsity, dead units, norms, update ratios each epoch
 
 
 @dataclasses.dataclass(frozen=True)

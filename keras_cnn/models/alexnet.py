@@ -13,6 +13,7 @@ from keras_cnn.models.layers import (
     apply_activation,
     check_rate,
     initializer,
+    logits_dtype,
     regularizer,
     width_multiplier,
 )
@@ -76,7 +77,7 @@ def build_alexnet(
         num_classes,
         kernel_initializer=initializer(kernel_initializer),
         kernel_regularizer=regularizer(weight_decay),
-        dtype="float32",
+        dtype=logits_dtype(),
         name="logits",
     )(x)
     return keras.Model(inputs, logits, name="alexnet")

@@ -11,6 +11,7 @@ from keras_cnn.models.layers import (
     apply_activation,
     check_rate,
     initializer,
+    logits_dtype,
     make_batch_norm,
     regularizer,
     width_multiplier,
@@ -55,7 +56,7 @@ def build_cnn(
     if dropout:
         x = keras.layers.Dropout(min(2 * dropout, 0.5), name="fc1_dropout")(x)
     logits = keras.layers.Dense(num_classes, kernel_initializer=initializer(kernel_initializer),
-                                kernel_regularizer=regularizer(weight_decay), dtype="float32", name="logits")(x)
+                                kernel_regularizer=regularizer(weight_decay), dtype=logits_dtype(), name="logits")(x)
     return keras.Model(inputs, logits, name="cnn")
 
 

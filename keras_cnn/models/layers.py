@@ -137,12 +137,13 @@ class BatchNorm(keras.layers.BatchNormalization):
     which oneDNN runs natively in bfloat16 with float32 statistics. Keras 3's own layer
     composes moments, casts and arithmetic from a dozen small ops; on the 2-core CPU here
     that made ResNet-20 training 1.55x (float32) to 1.8x (bfloat16) slower. Synchronized
-    (multi-replica), renorm, masked and non-4-D cases use the Keras path unchanged.
+    (multi-replica), renorm, masked, float64 and non-4-D cases use the Keras path unchanged.
     """
 
     def call(self, inputs, training=None, mask=None):
         rank = len(inputs.shape)
-        if self.synchronized or self.renorm or mask is not None or rank != 4 or self.axis not in (-1, rank - 1):
+        if (self.synchronized or self.renorm or mask is not None or rank != 4 or self.axis not in (-1, rank - 1)
+                or inputs.dtype == tf.float64):  # no float64 fused kernel (gradient checks run in float64)
             return super().call(inputs, training=training, mask=mask)
         channels = inputs.shape[-1]
         gamma = tf.cast(self.gamma.value, tf.float32) if self.scale else tf.ones([channels])
@@ -163,6 +164,12 @@ class BatchNorm(keras.layers.BatchNormalization):
                 epsilon=self.epsilon, data_format="NHWC", is_training=False,
             )
         return outputs
+
+
+def logits_dtype():
+    """float32 logits under mixed precision (stable softmax), else the global policy (float64 for gradient checks)."""
+    policy = keras.mixed_precision.global_policy()
+    return "float32" if policy.compute_dtype != policy.variable_dtype else policy.name
 
 
 def make_batch_norm(name):

@@ -7,6 +7,7 @@ from keras_cnn.models.layers import (
     apply_activation,
     check_rate,
     initializer,
+    logits_dtype,
     regularizer,
     width_multiplier,
 )
@@ -45,7 +46,7 @@ def build_mlp(
         num_classes,
         kernel_initializer=initializer(kernel_initializer),
         kernel_regularizer=regularizer(weight_decay),
-        dtype="float32",  # logits stay float32 under mixed precision
+        dtype=logits_dtype(),  # float32 under mixed precision
         name="logits",
     )(x)
     name = "mlp" if hidden else "linear"

@@ -18,6 +18,7 @@ from keras_cnn.models.layers import (
     apply_activation,
     check_rate,
     initializer,
+    logits_dtype,
     regularizer,
 )
 
@@ -78,7 +79,7 @@ def _build(input_shape, num_classes, stem_filters, stages, model_name, opts):
         num_classes,
         kernel_initializer=initializer(opts["kernel_initializer"]),
         kernel_regularizer=regularizer(opts["weight_decay"]),
-        dtype="float32",
+        dtype=logits_dtype(),
         name="logits",
     )(x)
     return keras.Model(inputs, logits, name=model_name)

@@ -11,6 +11,7 @@ from keras_cnn.models.layers import (
     apply_activation,
     check_rate,
     initializer,
+    logits_dtype,
     regularizer,
     width_multiplier,
 )
@@ -62,7 +63,7 @@ def build_vgg(
         num_classes,
         kernel_initializer=initializer(kernel_initializer),
         kernel_regularizer=regularizer(weight_decay),
-        dtype="float32",
+        dtype=logits_dtype(),
         name="logits",
     )(x)
     return keras.Model(inputs, logits, name=f"vgg{depth}")

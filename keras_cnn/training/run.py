@@ -128,6 +128,13 @@ def train(cfg: TrainConfig, callbacks=()):
     writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard")) if chief else None
     status, train_seconds, train_images = "finished", 0.0, 0
     run_start = time.perf_counter()
+    callbacks = list(callbacks)
+    if cfg.run.layer_stats and chief:
+        from keras_cnn.diagnostics import LayerStats
+
+        probe = data.validation if data.validation is not None else data.train
+        images = data.normalizer(probe.images[:256])
+        callbacks.append(LayerStats(run_dir, (images, tf.constant(probe.labels[:256]))))
     for cb in callbacks:
         cb.on_train_begin(trainer)
     first_call = int(optimizer.iterations.numpy()) == 0

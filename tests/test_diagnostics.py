@@ -1,0 +1,135 @@
+"""The babysitting checks on real MNIST: each passes when healthy and fails when broken."""
+import csv
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_cnn
+from keras_cnn import diagnostics as d
+from keras_cnn.cli import diagnose
+from keras_cnn.models import create_model
+
+from conftest import mnist_config
+
+
+@pytest.fixture(scope="module")
+def mnist_batch(mnist_npz):
+    with np.load(mnist_npz) as f:
+        x, y = f["x_train"][:256, :, :, None], f["y_train"][:256].astype("int32")
+    images = (x.astype("float32") - 33.3) / 78.6  # MNIST's mean and std
+    return tf.constant(images), tf.constant(y)
+
+
+def test_initial_loss_passes_for_a_sane_net_and_fails_with_a_100x_last_layer(mnist_batch):
+    images, labels = mnist_batch
+    keras.utils.set_random_seed(0)
+    model = create_model("mlp", (28, 28, 1), 10, hidden=[100], kernel_initializer="he_normal")
+    model.get_layer("logits").kernel.assign(model.get_layer("logits").kernel * 0.1)
+    assert d.initial_loss_check(model, images, labels, 10).status == "pass"
+    model.get_layer("logits").kernel.assign(model.get_layer("logits").kernel * 100)
+    check = d.initial_loss_check(model, images, labels, 10)
+    assert check.status == "fail" and check.value > 10
+
+
+def test_overfit_check_passes_when_healthy_and_fails_with_zero_learning_rate(mnist_batch):
+    images, labels = mnist_batch
+    healthy = d.overfit_check(create_model("mlp", (28, 28, 1), 10, hidden=[100]), images[:20], labels[:20])
+    assert healthy.status == "pass" and healthy.value == 1.0
+    frozen = d.overfit_check(create_model("mlp", (28, 28, 1), 10, hidden=[100]), images[:20], labels[:20],
+                             learning_rate=0.0, max_steps=50)
+    assert frozen.status == "fail" and frozen.value < 1.0
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class BrokenGradient(keras.layers.Layer):
+    """y = x * w with a gradient for w that is off by a factor of 2."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), initializer="ones", name="w")
+
+    def call(self, x):
+        @tf.custom_gradient
+        def scale(x, w):
+            def grad(dy):
+                return dy * w, 2.0 * tf.reduce_sum(dy * x, axis=0)  # the true one has no 2
+
+            return x * w, grad
+
+        return scale(x, self.w)
+
+
+def test_gradient_check_passes_a_correct_model_and_flags_a_broken_gradient(mnist_batch):
+    images, labels = mnist_batch
+    x = images[:4].numpy().astype("float64")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float64")
+    try:
+        keras.utils.set_random_seed(0)
+        good = create_model("mlp", (28, 28, 1), 10, hidden=[16], activation="tanh")
+        check, errors = d.gradient_check(good, x, labels[:4])
+        assert check.status == "pass" and max(errors.values()) < 1e-6, errors
+        inputs = keras.Input((28, 28, 1))
+        hidden = keras.layers.Dense(16, activation="tanh", name="fc1")(keras.layers.Flatten()(inputs))
+        hidden = BrokenGradient(name="broken")(hidden)
+        broken = keras.Model(inputs, keras.layers.Dense(10, name="logits")(hidden))
+        check, errors = d.gradient_check(broken, x, labels[:4])
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert check.status == "fail" and "broken" in check.detail
+    assert errors["broken"] > 0.1 and errors["logits"] < 1e-6
+
+
+def test_activation_statistics_see_tanh_saturation_and_collapse(mnist_batch):
+    images, _ = mnist_batch
+    big = create_model("mlp", (28, 28, 1), 10, hidden=[200] * 4, activation="tanh", kernel_initializer="uniform")
+    for layer in big.layers:
+        if isinstance(layer, keras.layers.Dense):
+            layer.kernel.assign(layer.kernel * 40)  # far too large: units pinned at +-1
+    stats = d.activation_statistics(big, images)
+    assert all(s["fraction_saturated"] > 0.5 for s in stats[1:])
+    assert d.activation_check(stats).status == "warn"
+    small = create_model("mlp", (28, 28, 1), 10, hidden=[200] * 8, activation="tanh", kernel_initializer="random_normal")
+    assert "collapse" in d.activation_check(d.activation_statistics(small, images)).detail
+
+
+def test_compare_init_shows_collapse_for_small_init_and_stable_xavier_he(tmp_path):
+    table = d.compare_init(str(tmp_path / "compare_init.png"), depth=10, width=200, samples=300)
+    std = {(r["activation"], r["initializer"]): [v for k, v in r.items() if k.endswith("_std")] for r in table}
+    small_tanh, xavier_tanh = std[("tanh", "random_normal")], std[("tanh", "glorot_uniform")]
+    assert small_tanh[-1] < 1e-6 < 0.1 < xavier_tanh[-1]  # 0.01 init: activations vanish layer by layer
+    he_relu, small_relu = std[("relu", "he_normal")], std[("relu", "random_normal")]
+    assert 0.2 < he_relu[-1] / he_relu[0] < 5 and small_relu[-1] < 1e-6
+    assert (tmp_path / "compare_init.png").stat().st_size > 10000
+
+
+def test_diagnose_cli_writes_the_table(mnist_npz, tmp_path, capsys):
+    rc = diagnose.main(["--model", "mlp", "--hidden", "64", "--dataset", "mnist", "--data-dir", str(mnist_npz),
+                        "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    with open(tmp_path / "diagnostics.csv") as f:
+        rows = {r["check"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["initial_loss", "regularization_raises_loss", "overfit_tiny_subset", "lr_range",
+                          "activation_statistics", "update_weight_ratio", "gradient_check"]
+    assert rows["gradient_check"]["status"] == "pass" and rows["overfit_tiny_subset"]["status"] == "pass"
+    assert rc == 0 and "initial_loss" in out
+    for name in ("lr_range.png", "activations.png", "diagnostics.json"):
+        assert (tmp_path / name).exists(), name
+
+
+def test_layer_stats_callback_sees_relus_die_under_a_huge_learning_rate(mnist_full, tmp_path):
+    def dead(lr, name):
+        cfg = mnist_config(mnist_full, tmp_path, "run.layer_stats=true", f"optimizer.learning_rate={lr}", "run.epochs=1",
+                           "data.train_limit=5000", "data.val_limit=500", "optimizer.nesterov=false", "optimizer.momentum=0.0",
+                           "schedule.name=constant", "run.precision=float32", f"run.name={name}", "model.hidden=128")
+        result = keras_cnn.train(cfg)
+        with open(tmp_path / name / "layer_stats.csv") as f:
+            rows = list(csv.DictReader(f))
+        relu = [r for r in rows if r["layer"] == "fc1_relu"]
+        assert {"fraction_zero", "dead_units", "weight_norm", "gradient_norm", "update_ratio"} <= set(rows[0])
+        return float(relu[-1]["dead_units"]), result
+
+    healthy, _ = dead(0.05, "healthy")
+    killed, result = dead(30.0, "killed")
+    assert healthy < 0.2 and killed > 0.5, (healthy, killed)
