@@ -1,6 +1,10 @@
 """Errors a user can cause, and the one place that turns them into a clear line and exit 2."""
+import errno
 import functools
 import sys
+
+# Failures to write that the user fixes by freeing space or choosing another place.
+WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
 class UsageError(Exception):
@@ -20,6 +24,13 @@ def cli_entry(main):
             return main(argv)
         except UsageError as err:
             print(f"error: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:
+            if err.errno not in WRITE_ERRORS:
+                raise
+            where = f" {err.filename}" if err.filename else ""
+            print(f"error: cannot write{where} ({err.strerror}); free some space or choose another output directory",
+                  file=sys.stderr)
             return 2
 
     return wrapper

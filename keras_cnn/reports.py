@@ -9,6 +9,7 @@ import fcntl
 import io
 import json
 import os
+import signal
 import tempfile
 
 HISTORY_COLUMNS = [
@@ -16,9 +17,26 @@ HISTORY_COLUMNS = [
     "val_top5_accuracy", "ema_val_accuracy", "images_per_sec", "seconds",
 ]
 RUNS_COLUMNS = [
-    "run", "model", "dataset", "parameters", "epochs", "best_val_accuracy", "final_val_accuracy",
+    "run", "run_id", "model", "dataset", "parameters", "epochs", "best_val_accuracy", "final_val_accuracy",
     "seconds", "images_per_sec", "status",
 ]
+
+
+_fault_counts = {}
+
+
+def fault_point(site):
+    """Fault injection for the reliability tests: KERAS_CNN_FAULT=<site>:<n> SIGKILLs this
+    process the n-th time it reaches `site` (e.g. between writing a temp file and renaming it).
+    Free when the variable is unset."""
+    spec = os.environ.get("KERAS_CNN_FAULT")
+    if not spec:
+        return
+    name, _, count = spec.partition(":")
+    if name == site:
+        _fault_counts[site] = _fault_counts.get(site, 0) + 1
+        if _fault_counts[site] == int(count or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write(path, data, mode="w"):
@@ -30,6 +48,7 @@ def atomic_write(path, data, mode="w"):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        fault_point("before_rename")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -64,12 +83,22 @@ def read_history(path):
         ]
 
 
-def append_row(path, row, columns):
-    """Append one CSV row under an exclusive lock, writing the header if the file is new."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def append_row(path, row, columns, *, unique=None):
+    """Append one CSV row under an exclusive lock, writing the header if the file is new.
+
+    unique: a column whose value may appear once; a row already there is not appended again
+    (a run killed after appending and rerun must not report itself twice). One os.write of
+    a whole line on an O_APPEND descriptor: readers never see half a row.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         empty = os.fstat(fd).st_size == 0
+        if unique and not empty:
+            with open(path, newline="") as f:
+                if any(r.get(unique) == str(row[unique]) for r in csv.DictReader(f)):
+                    return
+        fault_point("before_append")
         os.write(fd, csv_text([row], columns, header=empty).encode())
         os.fsync(fd)
     finally:
@@ -122,3 +151,15 @@ def _save_figure(fig, path):
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     atomic_write(path, buffer.getvalue(), mode="wb")
+
+
+def save_model_atomically(model, path):
+    """model.save writes its zip in place; write beside and rename so a kill never leaves half."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    try:
+        model.save(tmp)
+        fault_point("before_rename")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

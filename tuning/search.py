@@ -79,6 +79,9 @@ class KerasCnnTuner(keras_tuner.Tuner):
         assignments += [
             f"run.output_dir={os.path.join(self.search_dir, 'runs')}", f"run.name=trial_{trial_id}",
             "run.export=false",
+            # Same values as an interrupted attempt: train() resumes it. Other values (KerasTuner
+            # rebuilt its state and re-drew this trial): the stale attempt is replaced.
+            "run.overwrite=true",
         ]
         return apply_overrides(self.base_config, assignments)
 

@@ -66,8 +66,21 @@ def main(argv=None):
     base = apply_overrides(preset(args.preset) if args.preset else TrainConfig(), fixed + list(args.set))
     _check_same_search(search_dir, args, space)
 
-    oracle = search.make_oracle(args.tuner, space, args.max_trials, args.seed, args.epochs_per_trial)
-    tuner = search.KerasCnnTuner(oracle, base, space, search_dir, overwrite=args.overwrite)
+    def make_tuner():
+        oracle = search.make_oracle(args.tuner, space, args.max_trials, args.seed, args.epochs_per_trial)
+        return search.KerasCnnTuner(oracle, base, space, search_dir, overwrite=args.overwrite)
+
+    try:
+        tuner = make_tuner()
+    except (ValueError, KeyError, RuntimeError) as err:
+        # KerasTuner writes its oracle and trial JSON in place; a kill mid-write leaves it
+        # unreadable. trials.csv is the source of truth: rebuild the oracle from scratch with
+        # the same seed, and finished trials are answered from trials.csv, not retrained.
+        import shutil
+
+        logging.warning("KerasTuner state in %s is damaged (%s); rebuilding it from trials.csv", search_dir, err)
+        shutil.rmtree(os.path.join(search_dir, "keras_tuner"), ignore_errors=True)
+        tuner = make_tuner()
     tuner.search()
     base_args = " ".join(shlex.quote(a) for a in _train_args(args))
     search.report(search_dir, space, base_args)

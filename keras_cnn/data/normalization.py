@@ -5,6 +5,7 @@ by the per-channel std, the default), `pca_whiten` (decorrelate all pixels; smal
 The statistics are saved with the run and the export puts them inside the served graph.
 """
 import dataclasses
+import io
 import json
 import os
 
@@ -64,10 +65,13 @@ class Normalizer:
         return {"mode": self.mode, "mean": self.mean, "std": self.std}
 
     def save(self, directory):
-        with open(os.path.join(directory, "normalization.json"), "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
+        from keras_cnn.reports import atomic_write
+
+        atomic_write(os.path.join(directory, "normalization.json"), json.dumps(self.to_dict(), indent=2))
         if self.whitening is not None:
-            np.save(os.path.join(directory, "whitening.npy"), self.whitening)
+            buffer = io.BytesIO()
+            np.save(buffer, self.whitening)
+            atomic_write(os.path.join(directory, "whitening.npy"), buffer.getvalue(), mode="wb")
 
     @classmethod
     def load(cls, directory):

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 
 import keras
 import numpy as np
@@ -210,22 +211,37 @@ def train(cfg: TrainConfig, callbacks=()):
         if history:
             reports.plot_curves(history, os.path.join(run_dir, "curves.png"))
         if status != "diverged":
-            model.save(os.path.join(run_dir, "model.keras"))
+            reports.save_model_atomically(model, os.path.join(run_dir, "model.keras"))
             if cfg.run.export:
                 _export_saved_model(run_dir, model)
     result = _result(run_dir, status, history, model, run_start, train_seconds, train_images, data.class_names)
     for cb in callbacks:
         cb.on_train_end(trainer, {"status": status})
-    already_finished = start_epoch >= cfg.run.epochs
-    if chief and not already_finished:  # a rerun of a finished run reports, it does not add a row
+    if chief:  # once per run id: a rerun of a finished (or killed-while-reporting) run adds no row
         reports.append_row(os.path.join(cfg.run.output_dir, "runs.csv"), {
-            "run": run_name(cfg), "model": cfg.model.name, "dataset": cfg.data.dataset,
+            "run": run_name(cfg), "run_id": _run_id(run_dir), "model": cfg.model.name, "dataset": cfg.data.dataset,
             "parameters": model.count_params(), "epochs": len(history),
             "best_val_accuracy": _fmt(result.best_val_accuracy), "final_val_accuracy": _fmt(result.final_val_accuracy),
             "seconds": round(result.seconds, 1), "images_per_sec": round(result.images_per_sec, 1), "status": status,
-        }, reports.RUNS_COLUMNS)
+        }, reports.RUNS_COLUMNS, unique="run_id")
     progress.summary(result, cfg)
     return result
+
+
+def _remove_stale_temp_files(run_dir):
+    """Temp files of a writer that was killed before its rename (one process owns a run dir)."""
+    for directory in (run_dir, os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "saved_model")):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            if name.startswith((".tmp-", ".staging-")) or (name.startswith(".") and name.count(".") >= 2 and not name.startswith("..")):
+                path = os.path.join(directory, name)
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+
+
+def _run_id(run_dir):
+    with open(os.path.join(run_dir, "config.json")) as f:
+        return json.load(f).get("run_id", "")
 
 
 def _export_saved_model(run_dir, model):
@@ -303,9 +319,11 @@ def _create_run_dir(run_dir, cfg, replace_existing, data, resolved):
         os.makedirs(run_dir, exist_ok=True)
     except OSError as err:
         raise UsageError(f"cannot create run directory {run_dir} ({err.strerror}); choose a writable --output-dir") from None
+    _remove_stale_temp_files(run_dir)
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(config_path):
         record = {
+            "run_id": uuid.uuid4().hex[:12],  # tells this run from an earlier one of the same name
             "config": cfg.to_dict(),
             # What the config resolved to: the split actually carved and where the data came from.
             "data": {

@@ -1,0 +1,138 @@
+"""Fault injection: SIGKILL training runs and searches at seeded moments, rerun, lose nothing.
+
+The default run does a few cycles; KERAS_CNN_FAULT_CYCLES=20 (training) and the `slow`
+marker run the long version. Kills land at random times and, through KERAS_CNN_FAULT, exactly
+between writing a temp file and renaming it, or just before appending to runs.csv.
+"""
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tuning.trials import read_trials
+
+from conftest import ROOT
+
+TRAIN_CYCLES = int(os.environ.get("KERAS_CNN_FAULT_CYCLES", "3"))
+SEARCH_CYCLES = int(os.environ.get("KERAS_CNN_FAULT_SEARCH_CYCLES", "2"))
+
+
+def env(**extra):
+    out = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    out.pop("KERAS_CNN_FAULT", None)
+    out.update(extra)
+    return out
+
+
+def train_argv(data, out):
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "mlp", "--hidden", "64", "--dataset", "mnist",
+            "--data-dir", str(data), "--output-dir", str(out), "--name", "r", "--epochs", "3", "--batch-size", "64",
+            "--lr", "0.05", "--ema", "--precision", "float32", "--set", "run.checkpoint_every_steps=10",
+            "--set", "run.steps_per_call=5", "--set", "model.dropout=0.1"]
+
+
+def kill_once(argv, mode, rng, watch_dir):
+    """Run argv and kill it: at a random moment, or at a fault point; returns how it ended."""
+    if mode == "random":
+        proc = subprocess.Popen(argv, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        delay = rng.uniform(2.0, 9.0)
+        start = time.time()
+        while time.time() - start < delay and proc.poll() is None:
+            time.sleep(0.02)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return f"random {delay:.1f}s"
+    site, count = mode
+    proc = subprocess.run(argv, env=env(KERAS_CNN_FAULT=f"{site}:{count}"), capture_output=True, timeout=600)
+    return f"{site}:{count} rc={proc.returncode}"
+
+
+def finish(argv, tries=3):
+    for _ in range(tries):
+        done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+        if done.returncode == 0:
+            return done
+    raise AssertionError(done.stderr[-3000:])
+
+
+def weights(run_dir):
+    return keras.models.load_model(os.path.join(run_dir, "model.keras")).get_weights()
+
+
+def train_cycles(mnist_npz, tmp_path, cycles):
+    reference = tmp_path / "reference"
+    finish(train_argv(mnist_npz, reference))
+    expected = weights(reference / "r")
+    rng = random.Random(1234)
+    modes = ["random", ("before_rename", None), ("before_append", 1)]
+    survived = []
+    for cycle in range(cycles):
+        mode = modes[cycle % 3]
+        if mode[0] == "before_rename":
+            mode = ("before_rename", rng.randint(1, 14))  # checkpoints, history, plots, model, export
+        out = tmp_path / f"cycle{cycle}"
+        how = kill_once(train_argv(mnist_npz, out), mode, rng, out)
+        finish(train_argv(mnist_npz, out))
+        with open(out / "r" / "history.csv") as f:
+            assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3], how
+        with open(out / "runs.csv") as f:
+            runs = list(csv.DictReader(f))
+        assert len(runs) == 1 and runs[0]["status"] == "finished", (how, runs)
+        for a, b in zip(expected, weights(out / "r")):
+            np.testing.assert_allclose(a, b, atol=1e-5, err_msg=how)
+        leftovers = [p for d in ("", "checkpoints", "saved_model") if (out / "r" / d).is_dir()
+                     for p in os.listdir(out / "r" / d) if p.startswith(".")]
+        assert not leftovers, (how, leftovers)  # no temp files left behind
+        survived.append(how)
+    return survived
+
+
+def test_training_survives_seeded_kills(mnist_npz, tmp_path):
+    survived = train_cycles(mnist_npz, tmp_path, TRAIN_CYCLES)
+    print("kills survived:", survived)
+    assert len(survived) == TRAIN_CYCLES
+
+
+@pytest.mark.slow
+def test_training_survives_twenty_seeded_kills(mnist_npz, tmp_path):
+    survived = train_cycles(mnist_npz, tmp_path, 20)
+    print("kills survived:", survived)
+
+
+def search_argv(data, out):
+    return [sys.executable, str(ROOT / "scripts" / "tune.py"), "--model", "mlp", "--dataset", "mnist", "--data-dir", str(data),
+            "--output-dir", str(out), "--max-trials", "3", "--epochs-per-trial", "2", "--set", "model.hidden=32",
+            "--set", "data.train_limit=1500", "--set", "data.val_limit=300", "--set", "run.steps_per_epoch=10",
+            "--set", "run.checkpoint_every_steps=5", "--set", "run.steps_per_call=5", "--set", "run.precision=float32"]
+
+
+def search_cycles(mnist_npz, tmp_path, cycles):
+    rng = random.Random(99)
+    survived = []
+    for cycle in range(cycles):
+        out = tmp_path / f"search{cycle}"
+        mode = "random" if cycle % 2 == 0 else ("before_rename", rng.randint(1, 30))
+        how = kill_once(search_argv(mnist_npz, out), mode, rng, out)
+        finish(search_argv(mnist_npz, out))
+        rows = read_trials(out / "mlp-mnist-random" / "trials.csv")
+        assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2"], (how, rows)
+        assert all(r["status"] in ("finished", "diverged") for r in rows), (how, rows)
+        survived.append(how)
+    return survived
+
+
+def test_search_survives_seeded_kills(mnist_npz, tmp_path):
+    assert len(search_cycles(mnist_npz, tmp_path, SEARCH_CYCLES)) == SEARCH_CYCLES
+
+
+@pytest.mark.slow
+def test_search_survives_ten_seeded_kills(mnist_npz, tmp_path):
+    print("search kills survived:", search_cycles(mnist_npz, tmp_path, 10))
