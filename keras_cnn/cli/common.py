@@ -29,7 +29,14 @@ def quiet_tensorflow():
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of exiting, so main(argv) is testable in-process."""
+    """argparse that raises UsageError instead of exiting, so main(argv) is testable in-process.
+
+    No abbreviations: `--epoch 3` must be an error, not a silent `--epochs 3`.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(f"{message} (see --help)")

@@ -70,7 +70,7 @@ def train(cfg: TrainConfig, callbacks=()):
     chief = is_chief()
     replace_existing = _check_run_dir(run_dir, cfg)
     keras.utils.set_random_seed(cfg.run.seed)
-    # Data errors surface before anything is written, so a bad flag leaves no trace.
+    # Data and model errors surface before anything is written, so a bad flag leaves no trace.
     data = prepare_data(cfg.data, seed=cfg.run.seed)
     replicas = strategy.num_replicas_in_sync
     if cfg.data.batch_size % replicas:
@@ -81,8 +81,6 @@ def train(cfg: TrainConfig, callbacks=()):
     if cfg.run.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.run.steps_per_epoch)
     total_steps = steps_per_epoch * cfg.run.epochs
-    if chief:
-        _create_run_dir(run_dir, cfg, replace_existing, data, {"precision": precision, "replicas": replicas})
 
     model_options = cfg.model.options()
     if cfg.optimizer.name != "adamw" and cfg.optimizer.weight_decay:
@@ -103,6 +101,9 @@ def train(cfg: TrainConfig, callbacks=()):
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
+    # Only now, with data and model known good, does the run touch the disk.
+    if chief:
+        _create_run_dir(run_dir, cfg, replace_existing, data, {"precision": precision, "replicas": replicas})
     trainer = Trainer(
         model, optimizer, per_example_loss(cfg.optimizer, data.num_classes), strategy,
         global_batch_size=cfg.data.batch_size, ema=ema, jit_compile=cfg.run.jit_compile,
