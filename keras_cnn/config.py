@@ -230,8 +230,48 @@ def _cifar10_resnet20():
     )
 
 
+def _mnist_cnn():
+    # The Keras mnist_cnn example's net (1.2M parameters, dropout 0.25/0.5) with Adam and a
+    # cosine schedule; the example reports 99.25% test accuracy after 12 epochs.
+    return TrainConfig(
+        data=DataConfig(dataset="mnist", batch_size=128),
+        model=ModelConfig(name="cnn"),
+        optimizer=OptimizerConfig(name="adam", learning_rate=1e-3),
+        schedule=ScheduleConfig(name="cosine"),
+        run=RunConfig(epochs=12),
+    )
+
+
+def _cifar10_alexnet():
+    # The TF CIFAR-10 tutorial's net and weight EMA at 32x32 with crop+flip; SGD+Nesterov with a
+    # cosine schedule over 40 epochs instead of the tutorial's 350-epoch staircase decay.
+    return TrainConfig(
+        data=DataConfig(dataset="cifar10", batch_size=128, crop_padding=4, flip=True),
+        model=ModelConfig(name="alexnet"),
+        optimizer=OptimizerConfig(name="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
+        ema=EMAConfig(enabled=True, decay=0.999),
+        run=RunConfig(epochs=40),
+    )
+
+
+def _cifar10_fast():
+    # Page's ResNet-9 recipe: one-cycle LR, label smoothing, crop+flip+cutout, 10 epochs.
+    return TrainConfig(
+        data=DataConfig(dataset="cifar10", batch_size=512, crop_padding=4, flip=True, cutout=8),
+        model=ModelConfig(name="resnet9"),
+        optimizer=OptimizerConfig(name="sgd", learning_rate=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                                  label_smoothing=0.2),
+        schedule=ScheduleConfig(name="onecycle"),
+        run=RunConfig(epochs=10),
+    )
+
+
 PRESETS = {
     "mnist-mlp": _mnist_mlp,
+    "mnist-cnn": _mnist_cnn,
+    "cifar10-alexnet": _cifar10_alexnet,
+    "cifar10-fast": _cifar10_fast,
     "quickstart-mnist": _quickstart_mnist,
     "cifar10-resnet20": _cifar10_resnet20,
 }

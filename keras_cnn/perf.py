@@ -129,3 +129,28 @@ def benchmark_models(args):
                         "pairs": len(ratios), "min": round(min(ratios), 3), "median": round(statistics.median(ratios), 3),
                         "max": round(max(ratios), 3),
                     }), flush=True)
+
+
+def measure_peaks(repeats=5):
+    """This machine's reference rates: a float32 4096^3 matmul, a bfloat16 3x3 conv (64->64, 32x32, batch 128)."""
+    import tensorflow as tf
+
+    def best_rate(fn, flops):
+        fn()  # warm-up: oneDNN builds its primitives on the first call
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return flops / min(times) / 1e9
+
+    a = tf.random.normal([4096, 4096])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
+    x = tf.cast(tf.random.normal([128, 32, 32, 64]), tf.bfloat16)
+    w = tf.cast(tf.random.normal([3, 3, 64, 64]), tf.bfloat16)
+    conv = tf.function(lambda: tf.reduce_sum(tf.cast(tf.nn.conv2d(x, w, 1, "SAME"), tf.float32)))
+    return {
+        "benchmark": "peaks",
+        "float32_matmul_gflops": round(best_rate(lambda: matmul().numpy(), 2 * 4096**3), 1),
+        "bfloat16_conv3x3_gflops": round(best_rate(lambda: conv().numpy(), 2 * 128 * 32 * 32 * 9 * 64 * 64), 1),
+    }

@@ -46,6 +46,15 @@ def test_cli_preset_smoke_twin_runs_in_process(mnist_full, tmp_path, capsys):
     assert (tmp_path / "mlp-mnist" / "history.csv").exists()
 
 
+@pytest.mark.parametrize("name", ["mnist-mlp", "mnist-cnn", "quickstart-mnist", "cifar10-alexnet", "cifar10-resnet20", "cifar10-fast"])
+def test_preset_smoke_twins_train_a_few_steps(name, mnist_npz, cifar_folder, tmp_path, capsys):
+    data = mnist_npz if name.endswith("mnist") or name.startswith("mnist") else cifar_folder
+    rc = train_cli.main(["--preset", f"{name}-smoke", "--data-dir", str(data), "--output-dir", str(tmp_path),
+                         "--set", "run.export=false"])
+    assert rc == 0, capsys.readouterr().err
+    assert "finished after 1 epoch(s)" in capsys.readouterr().out
+
+
 def test_every_preset_has_a_smoke_twin():
     from keras_cnn.config import PRESETS
 

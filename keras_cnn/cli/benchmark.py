@@ -36,6 +36,7 @@ def main(argv=None):
     parser.add_argument("--vs-torch", metavar="PYTHON", help="interpreter with torch 2.13 for the reference")
     parser.add_argument("--torch-reference", default=None, help="path to torch_reference.py (default ../shared/bench/)")
     parser.add_argument("--pipeline", action="store_true", help="benchmark the input pipeline alone")
+    parser.add_argument("--peaks", action="store_true", help="measure the float32 matmul and bfloat16 conv peaks here")
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--data-dir")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -44,10 +45,14 @@ def main(argv=None):
     parser.add_argument("--compare-keras", action="store_true", help="also time image_dataset_from_directory")
     parser.add_argument("--keras-batches", type=int, default=100, help="batches timed for --compare-keras")
     args = parser.parse_args(argv)
-    if not args.pipeline and not args.model:
-        raise UsageError("nothing to measure: pass --model NAME (training step) or --pipeline (input pipeline)")
+    if not args.pipeline and not args.model and not args.peaks:
+        raise UsageError("nothing to measure: pass --model NAME (training step), --pipeline (input pipeline) or --peaks")
     if args.batch_size < 1 or args.epochs < 1 or args.steps < 1 or args.repeats < 1:
         raise UsageError("--batch-size, --epochs, --steps and --repeats must be at least 1")
+    if args.peaks:
+        from keras_cnn.perf import measure_peaks
+
+        print(json.dumps(measure_peaks()), flush=True)
     if args.pipeline:
         print(json.dumps(benchmark_pipeline(args)), flush=True)
         if args.compare_keras:
