@@ -17,7 +17,6 @@ import shutil
 import tempfile
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_cnn.data import Normalizer

@@ -15,7 +15,6 @@ from PIL import Image
 from keras_cnn.cli import benchmark, diagnose, evaluate, export, params, predict, train
 from tuning import sweep, tune
 
-from conftest import ROOT
 
 
 def snapshot(root):

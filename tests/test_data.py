@@ -16,7 +16,7 @@ from keras_cnn.data.sources import DATA_ROOT_ENV, load_data, load_image_folder, 
 from keras_cnn.data.split import stratified_split
 from keras_cnn.errors import UsageError
 
-from conftest import CIFAR_CLASSES, SHARED_DATA
+from conftest import CIFAR_CLASSES
 
 
 # ------------------------------------------------------------------------ sources
@@ -46,7 +46,7 @@ def test_image_folder_with_and_without_split_folders(cifar_folder, tmp_path):
     split_root = tmp_path / "split"
     shutil.copytree(cifar_folder, split_root / "train")
     (split_root / "val" / "cat").mkdir(parents=True)
-    shutil.copy(cifar_folder / "cat" / first.replace(first, sorted(os.listdir(cifar_folder / "cat"))[0]), split_root / "val" / "cat")
+    shutil.copy(cifar_folder / "cat" / sorted(os.listdir(cifar_folder / "cat"))[0], split_root / "val" / "cat")
     data = load_image_folder(str(split_root))
     assert len(data.train) == 300 and len(data.validation) == 1
     assert data.validation.labels.tolist() == [CIFAR_CLASSES.index("cat")]

@@ -10,7 +10,6 @@ import time
 
 import keras
 import numpy as np
-import pytest
 
 from keras_cnn.config import TrainConfig, apply_overrides
 

@@ -8,7 +8,6 @@ Runs, in order: initial loss vs ln(classes) (and that regularization raises it),
 (activations.png), update/weight ratios, and a float64 gradient check. Writes
 diagnostics.csv and diagnostics.json to --output-dir.
 """
-import json
 import os
 
 from keras_cnn.cli.common import ArgumentParser, add_model_args, model_options_from_args, quiet_tensorflow

@@ -13,7 +13,7 @@ from keras_cnn.models.layers import (
     apply_activation,
     check_rate,
     initializer,
-    logits_dtype,
+    logits_layer,
     regularizer,
     width_multiplier,
 )
@@ -73,13 +73,7 @@ def build_alexnet(
     x = keras.layers.Flatten(name="flatten")(x)
     x = dense(x, 384, "fc1")
     x = dense(x, 192, "fc2")
-    logits = keras.layers.Dense(
-        num_classes,
-        kernel_initializer=initializer(kernel_initializer),
-        kernel_regularizer=regularizer(weight_decay),
-        dtype=logits_dtype(),
-        name="logits",
-    )(x)
+    logits = logits_layer(num_classes, kernel_initializer, weight_decay)(x)
     return keras.Model(inputs, logits, name="alexnet")
 
 

@@ -11,7 +11,7 @@ from keras_cnn.models.layers import (
     apply_activation,
     check_rate,
     initializer,
-    logits_dtype,
+    logits_layer,
     make_batch_norm,
     regularizer,
     width_multiplier,
@@ -55,8 +55,7 @@ def build_cnn(
     x = apply_activation(x, activation, name=f"fc1_{activation}")
     if dropout:
         x = keras.layers.Dropout(min(2 * dropout, 0.5), name="fc1_dropout")(x)
-    logits = keras.layers.Dense(num_classes, kernel_initializer=initializer(kernel_initializer),
-                                kernel_regularizer=regularizer(weight_decay), dtype=logits_dtype(), name="logits")(x)
+    logits = logits_layer(num_classes, kernel_initializer, weight_decay)(x)
     return keras.Model(inputs, logits, name="cnn")
 
 

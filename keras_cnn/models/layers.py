@@ -172,6 +172,17 @@ def logits_dtype():
     return "float32" if policy.compute_dtype != policy.variable_dtype else policy.name
 
 
+def logits_layer(num_classes, kernel_initializer, weight_decay, name="logits"):
+    """The classifier every model ends with: a dense layer giving float32 logits (no softmax)."""
+    return keras.layers.Dense(
+        num_classes,
+        kernel_initializer=initializer(kernel_initializer),
+        kernel_regularizer=regularizer(weight_decay),
+        dtype=logits_dtype(),
+        name=name,
+    )
+
+
 def make_batch_norm(name):
     """The BN every model uses: torch's defaults (momentum 0.9 here = 0.1 there, eps 1e-5)."""
     return BatchNorm(momentum=0.9, epsilon=1e-5, name=name)

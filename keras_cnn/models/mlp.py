@@ -7,7 +7,7 @@ from keras_cnn.models.layers import (
     apply_activation,
     check_rate,
     initializer,
-    logits_dtype,
+    logits_layer,
     regularizer,
     width_multiplier,
 )
@@ -42,13 +42,7 @@ def build_mlp(
         x = apply_activation(x, activation, name=f"fc{i}_{activation}")
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-    logits = keras.layers.Dense(
-        num_classes,
-        kernel_initializer=initializer(kernel_initializer),
-        kernel_regularizer=regularizer(weight_decay),
-        dtype=logits_dtype(),  # float32 under mixed precision
-        name="logits",
-    )(x)
+    logits = logits_layer(num_classes, kernel_initializer, weight_decay)(x)
     name = "mlp" if hidden else "linear"
     return keras.Model(inputs, logits, name=name)
 

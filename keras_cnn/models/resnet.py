@@ -19,6 +19,7 @@ from keras_cnn.models.layers import (
     check_rate,
     initializer,
     logits_dtype,
+    logits_layer,
     regularizer,
 )
 
@@ -75,14 +76,12 @@ def _build(input_shape, num_classes, stem_filters, stages, model_name, opts):
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if opts["dropout"]:
         x = keras.layers.Dropout(opts["dropout"], name="dropout")(x)
-    logits = keras.layers.Dense(
-        num_classes,
-        kernel_initializer=initializer(opts["kernel_initializer"]),
-        kernel_regularizer=regularizer(opts["weight_decay"]),
-        dtype=logits_dtype(),
-        name="logits",
-    )(x)
+    logits = logits_layer(num_classes, opts["kernel_initializer"], opts["weight_decay"])(x)
     return keras.Model(inputs, logits, name=model_name)
+
+
+def _options(args):
+    return {k: args[k] for k in ("shortcut", "activation", "kernel_initializer", "dropout", "weight_decay", "batch_norm")}
 
 
 def build_cifar_resnet(
@@ -97,17 +96,9 @@ def build_cifar_resnet(
     weight_decay=0.0,
     batch_norm=True,
 ):
-    opts = dict(
-        shortcut=shortcut,
-        activation=activation,
-        kernel_initializer=kernel_initializer,
-        dropout=dropout,
-        weight_decay=weight_decay,
-        batch_norm=batch_norm,
-    )
     n = CIFAR_DEPTHS[depth]
     stages = [(16, n), (32, n), (64, n)]
-    return _build(input_shape, num_classes, 16, stages, f"resnet{depth}", opts)
+    return _build(input_shape, num_classes, 16, stages, f"resnet{depth}", _options(locals()))
 
 
 def build_imagenet_layout_resnet(
@@ -122,16 +113,8 @@ def build_imagenet_layout_resnet(
     weight_decay=0.0,
     batch_norm=True,
 ):
-    opts = dict(
-        shortcut=shortcut,
-        activation=activation,
-        kernel_initializer=kernel_initializer,
-        dropout=dropout,
-        weight_decay=weight_decay,
-        batch_norm=batch_norm,
-    )
     stages = list(zip([64, 128, 256, 512], IMAGENET_LAYOUTS[depth]))
-    return _build(input_shape, num_classes, 64, stages, f"resnet{depth}", opts)
+    return _build(input_shape, num_classes, 64, stages, f"resnet{depth}", _options(locals()))
 
 
 for _depth in CIFAR_DEPTHS:

@@ -11,7 +11,7 @@ from keras_cnn.models.layers import (
     apply_activation,
     check_rate,
     initializer,
-    logits_dtype,
+    logits_layer,
     regularizer,
     width_multiplier,
 )
@@ -59,13 +59,7 @@ def build_vgg(
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(
-        num_classes,
-        kernel_initializer=initializer(kernel_initializer),
-        kernel_regularizer=regularizer(weight_decay),
-        dtype=logits_dtype(),
-        name="logits",
-    )(x)
+    logits = logits_layer(num_classes, kernel_initializer, weight_decay)(x)
     return keras.Model(inputs, logits, name=f"vgg{depth}")
 
 

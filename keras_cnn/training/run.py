@@ -24,8 +24,8 @@ from keras_cnn.data.pipeline import make_dataset
 from keras_cnn.errors import UsageError, choose
 from keras_cnn.models import create_model
 from keras_cnn.training import checkpoints
-from keras_cnn.training.loop import Callback, Trainer
-from keras_cnn.training.optim import WeightEMA, build_optimizer, check_optimizer_config, learning_rate_at, per_example_loss
+from keras_cnn.training.loop import Trainer
+from keras_cnn.training.optim import WeightEMA, build_optimizer, check_optimizer_config, per_example_loss
 from keras_cnn.training.precision import resolve_precision
 from keras_cnn.training.provenance import reproducibility_record
 from keras_cnn.training.strategy import get_strategy, is_chief
