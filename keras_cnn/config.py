@@ -102,6 +102,7 @@ class RunConfig:
     overwrite: bool = False
     export: bool = True  # write <run>/saved_model/1/ when the run finishes
     layer_stats: bool = False  # per-layer sparsity, dead units, norms, update ratios each epoch
+    init_from: str | None = None  # warm start: another run dir (its final weights) or a checkpoint .npz
 
 
 @dataclasses.dataclass(frozen=True)

@@ -103,6 +103,14 @@ def test_existing_name_with_other_config_is_refused_then_overwritten(mnist_full,
     assert (tmp_path / "r" / "history.csv").read_bytes() == before
     assert train_cli.main(base + ["--lr", "0.05", "--overwrite"]) == 0
     assert json.load(open(tmp_path / "r" / "config.json"))["config"]["optimizer"]["learning_rate"] == 0.05
+    # The replacement trained from scratch, like the same command in an empty output dir.
+    fresh = tmp_path / "fresh"
+    assert train_cli.main([a if a != str(tmp_path) else str(fresh) for a in base] + ["--lr", "0.05"]) == 0
+    import keras
+
+    replaced = keras.models.load_model(tmp_path / "r" / "model.keras").get_weights()
+    for a, b in zip(replaced, keras.models.load_model(fresh / "r" / "model.keras").get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_nan_loss_stops_the_run_as_diverged(mnist_full, tmp_path, capsys):
@@ -187,3 +195,22 @@ def test_evaluate_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert "has no config.json" in capsys.readouterr().err
     assert evaluate.main(["--saved-model", str(tmp_path)]) == 2
     assert "not a SavedModel directory" in capsys.readouterr().err
+
+
+def test_init_from_warm_starts_and_refuses_another_architecture(trained_mlp, mnist_full, tmp_path, capsys):
+    import os
+
+    from keras_cnn.cli import evaluate
+
+    argv = ["--model", "mlp", "--hidden", "128", "--dataset", "mnist", "--data-dir", str(mnist_full), "--output-dir", str(tmp_path),
+            "--epochs", "1", "--lr", "1e-9", "--schedule", "constant", "--set", "run.steps_per_epoch=1", "--set", "run.export=false",
+            "--init-from", trained_mlp.run_dir]
+    assert train_cli.main(argv + ["--name", "tuned"]) == 0
+    # One step at lr 1e-9 leaves the trained weights: the warm-started run scores like the source.
+    assert evaluate.main(["--run", str(tmp_path / "tuned"), "--output-dir", str(tmp_path / "e")]) == 0
+    accuracy = json.load(open(tmp_path / "e" / "evaluation.json"))["accuracy"]
+    assert accuracy == pytest.approx(trained_mlp.history[-1]["ema_val_accuracy"], abs=2e-3)
+    capsys.readouterr()
+    assert train_cli.main(argv[:3] + ["64"] + argv[4:] + ["--name", "other"]) == 2
+    assert "do not fit this model" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "other")

@@ -16,7 +16,7 @@ FLAG_FIELDS = {
     "learning_rate": "optimizer.learning_rate", "schedule": "schedule.name", "epochs": "run.epochs",
     "seed": "run.seed", "output_dir": "run.output_dir", "name": "run.name", "strategy": "run.strategy",
     "precision": "run.precision", "ema": "ema.enabled", "overwrite": "run.overwrite",
-    "weight_decay": "optimizer.weight_decay", "layer_stats": "run.layer_stats",
+    "weight_decay": "optimizer.weight_decay", "layer_stats": "run.layer_stats", "init_from": "run.init_from",
 }
 
 
@@ -39,6 +39,7 @@ def build_parser():
     parser.add_argument("--ema", action="store_true", default=None, help="evaluate and save an EMA of the weights")
     parser.add_argument("--layer-stats", action="store_true", default=None,
                         help="log per-layer sparsity, dead units, norms and update ratios (layer_stats.csv, TensorBoard)")
+    parser.add_argument("--init-from", help="warm start (fine-tuning) from another run directory or a checkpoint .npz")
     parser.add_argument("--output-dir", help="where run directories go (default runs)")
     parser.add_argument("--name", help="run name (default <model>-<dataset>); the same name resumes")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace a run of the same name with another config")

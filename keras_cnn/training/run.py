@@ -101,14 +101,17 @@ def train(cfg: TrainConfig, callbacks=()):
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
-    # Only now, with data and model known good, does the run touch the disk.
-    if chief:
-        _create_run_dir(run_dir, cfg, replace_existing, data, {"precision": precision, "replicas": replicas})
     trainer = Trainer(
         model, optimizer, per_example_loss(cfg.optimizer, data.num_classes), strategy,
         global_batch_size=cfg.data.batch_size, ema=ema, jit_compile=cfg.run.jit_compile,
     )
-    state = checkpoints.restore_latest(run_dir, model, optimizer, ema)
+    # A run being replaced (--overwrite, other config) must not resume from the old checkpoints.
+    state = {"epoch": 0, "batch": 0, "totals": None} if replace_existing else checkpoints.restore_latest(run_dir, model, optimizer, ema)
+    if cfg.run.init_from and not (state["epoch"] or state["batch"]):
+        _warm_start(model, ema, cfg.run.init_from)
+    # Only now, with data, model and warm start known good, does the run touch the disk.
+    if chief:
+        _create_run_dir(run_dir, cfg, replace_existing, data, {"precision": precision, "replicas": replicas})
     start_epoch, start_batch = state["epoch"], state["batch"]
     history = [r for r in reports.read_history(os.path.join(run_dir, "history.csv")) if r["epoch"] <= start_epoch]
     if chief:
@@ -227,6 +230,26 @@ def train(cfg: TrainConfig, callbacks=()):
         }, reports.RUNS_COLUMNS, unique="run_id")
     progress.summary(result, cfg)
     return result
+
+
+def _warm_start(model, ema, source):
+    """Fine-tuning: start from another run's final weights (model.keras) or a checkpoint's."""
+    if os.path.isdir(source):
+        path = os.path.join(source, "model.keras")
+        if not os.path.isfile(path):
+            raise UsageError(f"--init-from {source} has no model.keras; give a finished run or a checkpoint .npz")
+        weights = keras.models.load_model(path).weights
+        if [tuple(w.shape) for w in weights] != [tuple(w.shape) for w in model.weights]:
+            raise UsageError(f"--init-from {source} holds another architecture or class count; its weights do not fit this model")
+        for target, value in zip(model.weights, weights):
+            target.assign(value.numpy())
+    elif os.path.isfile(source):
+        checkpoints.restore_weights(source, model)
+    else:
+        raise UsageError(f"--init-from {source} does not exist; give a run directory or a checkpoint .npz")
+    if ema is not None:  # the average starts from the warm-started weights, not the random ones
+        for shadow, variable in zip(ema.shadows, ema.sources):
+            shadow.assign(variable.value)
 
 
 def _remove_stale_temp_files(run_dir):
