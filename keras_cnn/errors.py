@@ -3,8 +3,10 @@ import errno
 import functools
 import sys
 
-# Failures to write that the user fixes by freeing space or choosing another place.
-WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+# Out of room: the user frees space or writes elsewhere.
+SPACE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# A path that cannot be used as given (read-only, forbidden, a file where a folder should be).
+PATH_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
 class UsageError(Exception):
@@ -26,11 +28,14 @@ def cli_entry(main):
             print(f"error: {err}", file=sys.stderr)
             return 2
         except OSError as err:
-            if err.errno not in WRITE_ERRORS:
-                raise
             where = f" {err.filename}" if err.filename else ""
-            print(f"error: cannot write{where} ({err.strerror}); free some space or choose another output directory",
-                  file=sys.stderr)
+            if err.errno in SPACE_ERRORS:
+                print(f"error: cannot write{where} ({err.strerror}); free some space or choose another output directory",
+                      file=sys.stderr)
+            elif err.errno in PATH_ERRORS:
+                print(f"error: cannot use{where} ({err.strerror}); check the path or choose another one", file=sys.stderr)
+            else:
+                raise
             return 2
 
     return wrapper

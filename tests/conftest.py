@@ -54,6 +54,16 @@ def cifar_folder(tmp_path_factory):
     return root
 
 
+def child_env(**extra):
+    """Environment for a subprocess under test: quiet TF, unbuffered output, and none of the
+    variables (TF_CONFIG, KERAS_CNN_FAULT) that would turn it into a worker or make it kill itself."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    for name in ("TF_CONFIG", "KERAS_CNN_FAULT"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
 def copy_tree(src, dst):
     shutil.copytree(src, dst)
     return pathlib.Path(dst)

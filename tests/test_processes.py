@@ -1,7 +1,6 @@
 """What needs real processes: SIGKILL and resume, two workers under MultiWorkerMirroredStrategy."""
 import csv
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,16 +12,9 @@ import numpy as np
 
 from keras_cnn.config import TrainConfig, apply_overrides
 
-from conftest import ROOT
+from conftest import ROOT, child_env
 
 HELPER = ROOT / "tests" / "helpers" / "train_and_dump.py"
-
-
-def quiet_env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
 
 
 def train_argv(data_dir, output_dir):
@@ -40,12 +32,12 @@ def final_weights(run_dir):
 
 
 def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(mnist_full, tmp_path):
-    reference = subprocess.run(train_argv(mnist_full, tmp_path / "ref"), env=quiet_env(), capture_output=True, text=True, timeout=600)
+    reference = subprocess.run(train_argv(mnist_full, tmp_path / "ref"), env=child_env(), capture_output=True, text=True, timeout=600)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     argv = train_argv(mnist_full, tmp_path / "killed")
     checkpoints_dir = tmp_path / "killed" / "kill" / "checkpoints"
-    proc = subprocess.Popen(argv, env=quiet_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     # Wait for a mid-epoch checkpoint of epoch 2 (index 1), then kill without warning.
     while time.time() < deadline and not list(checkpoints_dir.glob("ckpt-e0001-b0001*.npz")):
@@ -57,7 +49,7 @@ def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(mnist_full, tmp_path
     history_rows = list(csv.DictReader(open(tmp_path / "killed" / "kill" / "history.csv")))
     assert len(history_rows) == 1  # killed inside epoch 2
 
-    rerun = subprocess.run(argv, env=quiet_env(), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(argv, env=child_env(), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resuming" in rerun.stdout + rerun.stderr
     rows = list(csv.DictReader(open(tmp_path / "killed" / "kill" / "history.csv")))
@@ -94,7 +86,7 @@ def test_two_workers_on_localhost_end_with_identical_weights(mnist_full, tmp_pat
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
             [sys.executable, str(HELPER), str(config_path), str(tmp_path / f"w{index}.npz")],
-            env=quiet_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=child_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outputs):

@@ -18,17 +18,10 @@ import pytest
 
 from tuning.trials import read_trials
 
-from conftest import ROOT
+from conftest import ROOT, child_env
 
 TRAIN_CYCLES = int(os.environ.get("KERAS_CNN_FAULT_CYCLES", "3"))
 SEARCH_CYCLES = int(os.environ.get("KERAS_CNN_FAULT_SEARCH_CYCLES", "2"))
-
-
-def env(**extra):
-    out = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    out.pop("KERAS_CNN_FAULT", None)
-    out.update(extra)
-    return out
 
 
 def train_argv(data, out):
@@ -41,7 +34,7 @@ def train_argv(data, out):
 def kill_once(argv, mode, rng, watch_dir):
     """Run argv and kill it: at a random moment, or at a fault point; returns how it ended."""
     if mode == "random":
-        proc = subprocess.Popen(argv, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         delay = rng.uniform(2.0, 9.0)
         start = time.time()
         while time.time() - start < delay and proc.poll() is None:
@@ -51,13 +44,13 @@ def kill_once(argv, mode, rng, watch_dir):
         proc.wait()
         return f"random {delay:.1f}s"
     site, count = mode
-    proc = subprocess.run(argv, env=env(KERAS_CNN_FAULT=f"{site}:{count}"), capture_output=True, timeout=600)
+    proc = subprocess.run(argv, env=child_env(KERAS_CNN_FAULT=f"{site}:{count}"), capture_output=True, timeout=600)
     return f"{site}:{count} rc={proc.returncode}"
 
 
 def finish(argv, tries=3):
     for _ in range(tries):
-        done = subprocess.run(argv, env=env(), capture_output=True, text=True, timeout=600)
+        done = subprocess.run(argv, env=child_env(), capture_output=True, text=True, timeout=600)
         if done.returncode == 0:
             return done
     raise AssertionError(done.stderr[-3000:])

@@ -15,7 +15,7 @@ from keras_cnn.errors import UsageError
 from tuning import spaces, sweep, tune
 from tuning.trials import read_trials
 
-from conftest import ROOT
+from conftest import ROOT, child_env
 
 SMALL = ["--set", "data.train_limit=1000", "--set", "data.val_limit=300", "--set", "run.steps_per_epoch=8",
          "--set", "data.batch_size=64", "--set", "run.precision=float32"]
@@ -141,8 +141,7 @@ def free_port():
 
 
 def tune_process(argv, **env):
-    full = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **env)
-    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "tune.py"), *argv], env=full,
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "tune.py"), *argv], env=child_env(**env),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
