@@ -224,10 +224,13 @@ def _quickstart_mnist():
 
 
 def _cifar10_resnet20():
+    # He et al.'s ResNet-20 with a 40-epoch cosine schedule; label smoothing 0.1 added 1.4% on
+    # validation in the recipe search (docs/results.md, "How the recipes were chosen").
     return TrainConfig(
         data=DataConfig(dataset="cifar10", batch_size=128, crop_padding=4, flip=True),
         model=ModelConfig(name="resnet20"),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                                  label_smoothing=0.1),
         schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
         run=RunConfig(epochs=40),
     )
@@ -235,9 +238,10 @@ def _cifar10_resnet20():
 
 def _mnist_cnn():
     # The Keras mnist_cnn example's net (1.2M parameters, dropout 0.25/0.5) with Adam and a
-    # cosine schedule; the example reports 99.25% test accuracy after 12 epochs.
+    # cosine schedule, plus random shifts of up to 2 pixels (pad 2, crop 28x28): without the
+    # shifts it ended at 99.06% here, below the example's 99.25% (docs/results.md).
     return TrainConfig(
-        data=DataConfig(dataset="mnist", batch_size=128),
+        data=DataConfig(dataset="mnist", batch_size=128, crop_padding=2),
         model=ModelConfig(name="cnn"),
         optimizer=OptimizerConfig(name="adam", learning_rate=1e-3),
         schedule=ScheduleConfig(name="cosine"),
@@ -247,11 +251,13 @@ def _mnist_cnn():
 
 def _cifar10_alexnet():
     # The TF CIFAR-10 tutorial's net and weight EMA at 32x32 with crop+flip; SGD+Nesterov with a
-    # cosine schedule over 40 epochs instead of the tutorial's 350-epoch staircase decay.
+    # cosine schedule over 40 epochs instead of the tutorial's 350-epoch staircase decay. The
+    # recipe search preferred weight decay 1e-3 over 5e-4 (+3.5%) and label smoothing 0.1.
     return TrainConfig(
         data=DataConfig(dataset="cifar10", batch_size=128, crop_padding=4, flip=True),
         model=ModelConfig(name="alexnet"),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        optimizer=OptimizerConfig(name="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3,
+                                  label_smoothing=0.1),
         schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
         ema=EMAConfig(enabled=True, decay=0.999),
         run=RunConfig(epochs=40),
@@ -259,12 +265,14 @@ def _cifar10_alexnet():
 
 
 def _cifar10_fast():
-    # Page's ResNet-9 recipe: one-cycle LR, label smoothing, crop+flip+cutout, 10 epochs.
+    # Page's ResNet-9 with a one-cycle LR, label smoothing and crop+flip for 10 epochs. The recipe
+    # search on this data set preferred batch 256 to Page's 512, label smoothing 0.1 to 0.2, and
+    # no cutout (8x8 cutout cost 0.8% in 10 epochs).
     return TrainConfig(
-        data=DataConfig(dataset="cifar10", batch_size=512, crop_padding=4, flip=True, cutout=8),
+        data=DataConfig(dataset="cifar10", batch_size=256, crop_padding=4, flip=True),
         model=ModelConfig(name="resnet9"),
         optimizer=OptimizerConfig(name="sgd", learning_rate=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                                  label_smoothing=0.2),
+                                  label_smoothing=0.1),
         schedule=ScheduleConfig(name="onecycle"),
         run=RunConfig(epochs=10),
     )

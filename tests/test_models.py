@@ -200,3 +200,55 @@ def test_fused_batch_norm_matches_keras_batch_norm(policy, tol):
 
     ops = {op.type for op in tf.function(step).get_concrete_function(x).graph.get_operations()}
     assert {"FusedBatchNormV3", "FusedBatchNormGradV3"} <= ops, sorted(ops)
+
+
+@pytest.mark.parametrize("size,c_in,c_out,kernel,padding", [(4, 256, 256, 3, "same"), (8, 64, 128, 3, "same"),
+                                                             (4, 128, 96, 2, "same"), (6, 128, 128, 3, "valid")])
+def test_conv2d_swapped_kernel_gradient_matches_keras(size, c_in, c_out, kernel, padding):
+    """Same output, input gradient and (to bfloat16 rounding) kernel gradient as keras.layers.Conv2D."""
+    from keras_cnn.models.layers import Conv2D
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(16, size, size, c_in)).astype("float32"))
+    ours = Conv2D(c_out, kernel, padding=padding, use_bias=False, dtype="mixed_bfloat16")
+    theirs = keras.layers.Conv2D(c_out, kernel, padding=padding, use_bias=False, dtype="mixed_bfloat16")
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    theirs.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.linspace(-1.0, 1.0, c_out))
+        results.append([y.numpy().astype("float32"), *(g.numpy() for g in tape.gradient(loss, [x, layer.kernel]))])
+    (y_ours, dx_ours, dk_ours), (y_theirs, dx_theirs, dk_theirs) = results
+    np.testing.assert_array_equal(y_ours, y_theirs)
+    np.testing.assert_array_equal(dx_ours, dx_theirs)
+    # Both round a float32 sum to bfloat16 (8 significant bits), in different orders.
+    np.testing.assert_allclose(dk_ours, dk_theirs, atol=1e-2 * np.abs(dk_theirs).max())
+
+    def kernel_grad(inputs):
+        with tf.GradientTape() as tape:
+            out = ours(inputs)
+        return tape.gradient(out, ours.kernel)
+
+    ops = {op.type for op in tf.function(kernel_grad).get_concrete_function(x).graph.get_operations()}
+    assert "Conv2DBackpropFilter" not in ops, sorted(ops)
+
+
+@pytest.mark.parametrize("dtype,size,c_in", [("float32", 4, 256), ("mixed_bfloat16", 16, 256), ("mixed_bfloat16", 4, 32)])
+def test_conv2d_keeps_tensorflows_kernel_gradient_elsewhere(dtype, size, c_in):
+    """float32, large feature maps and narrow layers use TensorFlow's own weight-gradient kernel."""
+    from keras_cnn.models.layers import Conv2D
+
+    layer = Conv2D(128, 3, padding="same", dtype=dtype)
+    x = tf.zeros([2, size, size, c_in])
+    layer.build(x.shape)
+
+    def kernel_grad(inputs):
+        with tf.GradientTape() as tape:
+            out = layer(inputs)
+        return tape.gradient(out, layer.kernel)
+
+    ops = {op.type for op in tf.function(kernel_grad).get_concrete_function(x).graph.get_operations()}
+    assert "Conv2DBackpropFilter" in ops

@@ -214,3 +214,39 @@ def test_init_from_warm_starts_and_refuses_another_architecture(trained_mlp, mni
     assert train_cli.main(argv[:3] + ["64"] + argv[4:] + ["--name", "other"]) == 2
     assert "do not fit this model" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "other")
+
+
+@pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_fused_sgd_matches_keras_sgd(strategy_name, nesterov):
+    """The one-kernel momentum update gives Keras's SGD weights bit for bit, under either strategy."""
+    import keras
+    import tensorflow as tf
+
+    from keras_cnn.training.optim import SGD
+    from keras_cnn.training.strategy import get_strategy
+
+    strategy = get_strategy(strategy_name)
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(6, 4)).astype("float32")
+    grads = [rng.normal(size=(6, 4)).astype("float32") for _ in range(4)]
+    finals = []
+    for cls in (SGD, keras.optimizers.SGD):
+        with strategy.scope():
+            w = keras.Variable(start)
+            opt = cls(learning_rate=0.1, momentum=0.9, nesterov=nesterov)
+            opt.build([w])
+
+        @tf.function
+        def step(g):
+            def replica(g):
+                # Each replica contributes g / replicas, so the all-reduced gradient is g.
+                opt.apply_gradients([(g / strategy.num_replicas_in_sync, w)])
+
+            strategy.run(replica, args=(g,))
+
+        for g in grads:
+            step(tf.constant(g))
+        finals.append(w.numpy())
+    assert not np.allclose(finals[0], start)
+    np.testing.assert_array_equal(finals[0], finals[1])

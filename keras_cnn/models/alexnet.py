@@ -8,6 +8,7 @@ import keras
 
 from keras_cnn.models import register
 from keras_cnn.models.layers import (
+    Conv2D,
     make_batch_norm,
     LocalResponseNormalization,
     apply_activation,
@@ -34,7 +35,7 @@ def build_alexnet(
     widen = width_multiplier(activation)
 
     def conv(x, name):
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             64 * widen,
             5,
             padding="same",

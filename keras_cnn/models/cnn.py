@@ -8,6 +8,7 @@ import keras
 
 from keras_cnn.models import register
 from keras_cnn.models.layers import (
+    Conv2D,
     apply_activation,
     check_rate,
     initializer,
@@ -37,7 +38,7 @@ def build_cnn(
     x = inputs
     for i, width in enumerate(filters, start=1):
         name = f"conv{i}"
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             int(width) * widen, 3, padding="valid" if pool_every >= len(filters) else "same",
             use_bias=not batch_norm, kernel_initializer=initializer(kernel_initializer),
             kernel_regularizer=regularizer(weight_decay), name=name,

@@ -166,6 +166,86 @@ class BatchNorm(keras.layers.BatchNormalization):
         return outputs
 
 
+# Where the bfloat16 kernel gradient is computed as a forward convolution (see Conv2D): at most
+# this many output pixels per image and at least this many kernel channel pairs (c_in * c_out).
+SWAPPED_FILTER_GRAD_MAX_PIXELS = 64
+SWAPPED_FILTER_GRAD_MIN_CHANNEL_PAIRS = 64 * 128
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class Conv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D whose bfloat16 kernel gradient runs on the fast forward-convolution kernel.
+
+    Same variables, arguments, outputs and input gradient as Keras's layer; only how the
+    kernel gradient of deep layers on small feature maps is computed changes (at most 8x8
+    output pixels and at least 64 x 128 channel pairs: VGG's blocks 3-5, the last stages of
+    ResNet-9/18/34). There TensorFlow 2.21's oneDNN (3.7) runs the bfloat16 weight-gradient
+    convolution on its older `jit_bf16` kernel on AVX512-BF16 CPUs, at 70-270 GFLOP/s against
+    370-450 for the forward and input-gradient convolutions. The kernel gradient is itself a
+    convolution, of the input with the output gradient with batch and channels swapped, so
+    it can run on the forward kernel instead: 1.4x-3.7x faster on those shapes, but up to 4x
+    slower on larger feature maps (docs/performance.md has the measurements). float32 and
+    float64 keep TensorFlow's own gradient.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if not self._swapped_filter_grad(inputs):
+            return super().convolution_op(inputs, kernel)
+        return conv2d_with_swapped_filter_grad(inputs, tf.cast(kernel, inputs.dtype), self.padding)
+
+    def _swapped_filter_grad(self, inputs):
+        height, width = inputs.shape[1], inputs.shape[2]
+        return (
+            inputs.dtype == tf.bfloat16
+            and keras.backend.backend() == "tensorflow"
+            and self.data_format == "channels_last"
+            and tuple(self.strides) == (1, 1)
+            and tuple(self.dilation_rate) == (1, 1)
+            and self.groups == 1
+            and height is not None
+            and width is not None
+            and height * width <= SWAPPED_FILTER_GRAD_MAX_PIXELS
+            and inputs.shape[-1] * self.filters >= SWAPPED_FILTER_GRAD_MIN_CHANNEL_PAIRS
+        )
+
+
+def conv2d_with_swapped_filter_grad(x, kernel, padding):
+    """A stride-1 NHWC convolution whose kernel gradient is filter_grad_as_conv (see Conv2D)."""
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    pad = padding.upper()
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=[1, 1, 1, 1], padding=pad
+            )
+            return dx, filter_grad_as_conv(x, dy, kh, kw, padding)
+
+        return tf.nn.conv2d(x, kernel, strides=1, padding=pad), grad
+
+    return conv(x, kernel)
+
+
+def filter_grad_as_conv(x, dy, kh, kw, padding):
+    """dL/dkernel of a stride-1 NHWC convolution, computed as one forward convolution.
+
+    dK[i, j, c, o] = sum_{n, y, x} xpad[n, y + i, x + j, c] * dy[n, y, x, o]: a VALID
+    convolution of xpad seen as C_in images of N channels (C, H, W, N) with dy seen as an
+    out_h x out_w filter from N to C_out channels (H, W, N, C_out); its 'image' output
+    (C_in, kh, kw, C_out) is the kernel gradient up to a transpose.
+    """
+    if padding == "same":  # TensorFlow's SAME: the extra row/column of an even kernel goes bottom/right
+        top, left = (kh - 1) // 2, (kw - 1) // 2
+        spatial = [[top, kh - 1 - top], [left, kw - 1 - left]]
+    else:
+        spatial = [[0, 0], [0, 0]]
+    images = tf.transpose(x, [3, 1, 2, 0])
+    filters = tf.transpose(dy, [1, 2, 0, 3])
+    grad = tf.nn.conv2d(images, filters, strides=1, padding=[[0, 0], *spatial, [0, 0]])
+    return tf.transpose(grad, [1, 2, 0, 3])
+
+
 def logits_dtype():
     """float32 logits under mixed precision (stable softmax), else the global policy (float64 for gradient checks)."""
     policy = keras.mixed_precision.global_policy()

@@ -13,6 +13,7 @@ import keras
 from keras_cnn.errors import choose
 from keras_cnn.models import register
 from keras_cnn.models.layers import (
+    Conv2D,
     make_batch_norm,
     ZeroPadShortcut,
     apply_activation,
@@ -31,7 +32,7 @@ RESNET_ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sig
 
 
 def _conv_bn(x, filters, kernel_size, stride, name, opts):
-    x = keras.layers.Conv2D(
+    x = Conv2D(
         filters,
         kernel_size,
         strides=stride,

@@ -7,6 +7,7 @@ import keras
 
 from keras_cnn.models import register
 from keras_cnn.models.layers import (
+    Conv2D,
     make_batch_norm,
     apply_activation,
     check_rate,
@@ -42,7 +43,7 @@ def build_vgg(
     for b, widths in enumerate(SPECS[depth], start=1):
         for c, filters in enumerate(widths, start=1):
             name = f"block{b}_conv{c}"
-            x = keras.layers.Conv2D(
+            x = Conv2D(
                 filters * width_multiplier(activation),
                 3,
                 padding="same",

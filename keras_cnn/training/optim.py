@@ -74,13 +74,35 @@ def check_optimizer_config(opt, sched):
         raise UsageError("piecewise schedule needs as many schedule.multipliers as schedule.boundaries")
 
 
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class SGD(keras.optimizers.SGD):
+    """keras.optimizers.SGD with its momentum update in one fused kernel per variable.
+
+    Keras 3 writes the (Nesterov) momentum step as about seven elementwise ops per variable,
+    each a pass over the weights; TensorFlow's ResourceApplyKerasMomentum computes exactly
+    the same update (accum = m * accum - lr * g; var += accum, or m * accum - lr * g with
+    Nesterov) in one. On VGG-16 that is 14.7M parameters read and written once, not seven times.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.momentum == 0 or keras.backend.backend() != "tensorflow" or isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        var = variable.value if isinstance(variable, keras.Variable) else variable
+        accum = self.momentums[self._get_variable_index(variable)].value
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=var.handle, accum=accum.handle, lr=tf.cast(learning_rate, var.dtype),
+            grad=tf.cast(gradient, var.dtype), momentum=tf.cast(self.momentum, var.dtype),
+            use_locking=False, use_nesterov=self.nesterov,
+        )
+
+
 def build_optimizer(opt, sched, *, num_replicas, steps_per_epoch, total_steps, precision):
     """Keras optimizer for the config; weight decay is decoupled only for AdamW."""
     base_lr = opt.learning_rate * (num_replicas if opt.scale_lr_with_replicas else 1)
     lr = Schedule(base_lr, sched, steps_per_epoch, total_steps)
     common = {"learning_rate": lr, "clipnorm": opt.clipnorm}
     if opt.name == "sgd":
-        optimizer = keras.optimizers.SGD(momentum=opt.momentum, nesterov=opt.nesterov, **common)
+        optimizer = SGD(momentum=opt.momentum, nesterov=opt.nesterov, **common)
     elif opt.name == "rmsprop":
         optimizer = keras.optimizers.RMSprop(momentum=opt.momentum if opt.momentum else 0.0, **common)
     elif opt.name == "adam":
