@@ -205,6 +205,7 @@ class Conv2D(keras.layers.Conv2D):
             and height is not None
             and width is not None
             and height * width <= SWAPPED_FILTER_GRAD_MAX_PIXELS
+            and inputs.shape[-1] is not None
             and inputs.shape[-1] * self.filters >= SWAPPED_FILTER_GRAD_MIN_CHANNEL_PAIRS
         )
 
