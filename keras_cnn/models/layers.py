@@ -181,9 +181,9 @@ class Conv2D(keras.layers.Conv2D):
     output pixels and at least 64 x 128 channel pairs: VGG's blocks 3-5, the last stages of
     ResNet-9/18/34). There TensorFlow 2.21's oneDNN (3.7) runs the bfloat16 weight-gradient
     convolution on its older `jit_bf16` kernel on AVX512-BF16 CPUs, at 70-270 GFLOP/s against
-    370-450 for the forward and input-gradient convolutions. The kernel gradient is itself a
+    370-460 for the forward and input-gradient convolutions. The kernel gradient is itself a
     convolution, of the input with the output gradient with batch and channels swapped, so
-    it can run on the forward kernel instead: 1.4x-3.7x faster on those shapes, but up to 4x
+    it can run on the forward kernel instead: 1.4x-3.7x faster on those shapes, but up to 4.6x
     slower on larger feature maps (docs/performance.md has the measurements). float32 and
     float64 keep TensorFlow's own gradient.
     """
