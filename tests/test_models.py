@@ -227,12 +227,7 @@ def test_conv2d_swapped_kernel_gradient_matches_keras(size, c_in, c_out, kernel,
     # Both round a float32 sum to bfloat16 (8 significant bits), in different orders.
     np.testing.assert_allclose(dk_ours, dk_theirs, atol=1e-2 * np.abs(dk_theirs).max())
 
-    def kernel_grad(inputs):
-        with tf.GradientTape() as tape:
-            out = ours(inputs)
-        return tape.gradient(out, ours.kernel)
-
-    ops = {op.type for op in tf.function(kernel_grad).get_concrete_function(x).graph.get_operations()}
+    ops = kernel_gradient_op_types(ours, x)
     assert "Conv2DBackpropFilter" not in ops, sorted(ops)
 
 
@@ -245,10 +240,15 @@ def test_conv2d_keeps_tensorflows_kernel_gradient_elsewhere(dtype, size, c_in):
     x = tf.zeros([2, size, size, c_in])
     layer.build(x.shape)
 
+    assert "Conv2DBackpropFilter" in kernel_gradient_op_types(layer, x)
+
+
+def kernel_gradient_op_types(layer, x):
+    """The op types in the traced graph of the layer's kernel gradient."""
+
     def kernel_grad(inputs):
         with tf.GradientTape() as tape:
             out = layer(inputs)
         return tape.gradient(out, layer.kernel)
 
-    ops = {op.type for op in tf.function(kernel_grad).get_concrete_function(x).graph.get_operations()}
-    assert "Conv2DBackpropFilter" in ops
+    return {op.type for op in tf.function(kernel_grad).get_concrete_function(x).graph.get_operations()}
