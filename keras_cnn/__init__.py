@@ -1,12 +1,41 @@
-"""keras_cnn: train the classic image classifiers with TensorFlow and Keras 3."""
+"""keras_cnn: train the classic image classifiers with TensorFlow and Keras 3.
+
+    import keras_cnn
+    result = keras_cnn.train(config)          # a TrainConfig; see keras_cnn.config and keras_cnn.presets
+
+Importing keras_cnn registers every Keras-serializable class it defines (custom layers, speed
+kernels, the learning-rate schedule), so `keras.models.load_model("run/model.keras")` works in
+any process that has imported it.
+"""
+from keras_cnn.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before anything below imports TensorFlow
+
+from keras_cnn import models  # noqa: E402  (registers the model families, custom layers and kernels)
+from keras_cnn.diagnostics import LayerStats  # noqa: E402
+from keras_cnn.export import ExportOnFinish  # noqa: E402
+from keras_cnn.training import optim  # noqa: E402,F401  (registers the learning-rate schedule)
+from keras_cnn.training.run import RunResult  # noqa: E402
+from keras_cnn.training.run import train as _train  # noqa: E402
+
 __version__ = "0.1.0"
+__all__ = ["RunResult", "models", "train"]
 
 
-def train(config, callbacks=()):
+def train(config, callbacks=(), verbose=1):
     """Run one training job described by a TrainConfig; returns a RunResult.
 
-    callbacks: keras_cnn.training.loop.Callback instances (epoch/batch hooks, stop_training).
-    """
-    from keras_cnn.training.run import train as _train
+    callbacks: keras.callbacks.Callback instances (EarlyStopping, CSVLogger, TerminateOnNaN,
+    LambdaCallback, your own), called with Keras's hooks and log names; see
+    keras_cnn.training.callbacks. Callbacks that set the learning rate or restore runs are refused.
+    verbose: 0 silent, 1 progress and one line per epoch, 2 more often.
 
-    return _train(config, callbacks=callbacks)
+    Besides the caller's callbacks, a run gets per-layer statistics (config.run.layer_stats) and,
+    last, the export of <run>/saved_model/1 when it finishes (config.run.export).
+    """
+    extra = []
+    if config.run.layer_stats:
+        extra.append(LayerStats())
+    if config.run.export:
+        extra.append(ExportOnFinish())
+    return _train(config, callbacks=[*callbacks, *extra], verbose=verbose)

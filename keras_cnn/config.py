@@ -44,8 +44,18 @@ class ModelConfig:
     batch_norm: bool | None = None
     shortcut: str | None = None
     filters: tuple[int, ...] | None = None  # cnn: conv widths, e.g. 32,32,64,64
+    kernel_size: int | None = None  # cnn: convolution size (3: stacked 3x3; 5 or 7: one large filter)
     pool_every: int | None = None  # cnn
     dense: int | None = None  # cnn: hidden dense width
+    width: int | None = None  # resnet9: base width
+    init_scale: float | None = None  # the initializer's stddev / limit / gain / variance factor (models/layers.py)
+    bias_init: float | None = None  # constant for hidden biases (0.01 for ReLU units; the TF tutorial's 0.1)
+    decay_scope: str | None = None  # all: every kernel; dense: the hidden fully connected layers only
+    lrn: bool | None = None  # alexnet: local response normalization on/off
+    lrn_depth_radius: int | None = None
+    lrn_bias: float | None = None
+    lrn_alpha: float | None = None
+    lrn_beta: float | None = None
 
     def options(self):
         return {
@@ -122,10 +132,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise UsageError(f"a config must be a mapping of sections, got {type(d).__name__}")
+        unknown_sections = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown_sections:
+            raise UsageError(f"unknown config section(s) {', '.join(sorted(map(str, unknown_sections)))}")
         sections = {}
         for f in dataclasses.fields(cls):
             section_cls = f.type if isinstance(f.type, type) else typing.get_type_hints(cls)[f.name]
-            values = dict(d.get(f.name, {}))
+            values = d.get(f.name, {})
+            if not isinstance(values, dict):
+                raise UsageError(f"config section {f.name!r} must be a mapping, got {type(values).__name__}")
             hints = typing.get_type_hints(section_cls)
             unknown = set(values) - set(hints)
             if unknown:
@@ -198,109 +215,151 @@ def _sections():
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
-# ---------------------------------------------------------------------------- presets
+# --------------------------------------------------------------------------- validation
 
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta")
+SCHEDULES = ("constant", "piecewise", "exponential", "cosine", "onecycle")
+# Schedules whose rate does not depend on the run's length, so a finished run can be extended.
+EXTENDABLE_SCHEDULES = ("constant", "piecewise", "exponential")
+LOSSES = ("categorical_crossentropy", "binary_crossentropy", "sum_of_squares")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+NORMALIZATIONS = ("none", "center", "standardize", "pca_whiten")
+ON_CORRUPT = ("skip", "error")
 
-def _mnist_mlp():
-    # Simard et al. 2003's 784-800-10 MLP. float32: the net is cheap, and in bfloat16 the same
-    # recipe ended 0.19% lower here (98.15% vs 98.34%, one seed each; docs/results.md).
-    return TrainConfig(
-        data=DataConfig(dataset="mnist", batch_size=128),
-        model=ModelConfig(name="mlp", hidden=(800,)),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True),
-        schedule=ScheduleConfig(name="cosine"),
-        run=RunConfig(epochs=20, precision="float32"),
-    )
-
-
-def _quickstart_mnist():
-    return TrainConfig(
-        data=DataConfig(dataset="mnist", batch_size=128),
-        model=ModelConfig(name="mlp", hidden=(256,)),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True),
-        schedule=ScheduleConfig(name="cosine"),
-        run=RunConfig(epochs=3),
-    )
-
-
-def _cifar10_resnet20():
-    # He et al.'s ResNet-20 with a 40-epoch cosine schedule; label smoothing 0.1 added 1.4% on
-    # validation in the recipe search (docs/results.md, "How the recipes were chosen").
-    return TrainConfig(
-        data=DataConfig(dataset="cifar10", batch_size=128, crop_padding=4, flip=True),
-        model=ModelConfig(name="resnet20"),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                                  label_smoothing=0.1),
-        schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
-        run=RunConfig(epochs=40),
-    )
-
-
-def _mnist_cnn():
-    # The Keras mnist_cnn example's net (1.2M parameters, dropout 0.25/0.5) with Adam and a
-    # cosine schedule, plus random shifts of up to 2 pixels (pad 2, crop 28x28): without the
-    # shifts it ended at 99.06% here, below the example's 99.25% (docs/results.md).
-    return TrainConfig(
-        data=DataConfig(dataset="mnist", batch_size=128, crop_padding=2),
-        model=ModelConfig(name="cnn"),
-        optimizer=OptimizerConfig(name="adam", learning_rate=1e-3),
-        schedule=ScheduleConfig(name="cosine"),
-        run=RunConfig(epochs=12),
-    )
-
-
-def _cifar10_alexnet():
-    # The TF CIFAR-10 tutorial's net and weight EMA at 32x32 with crop+flip; SGD+Nesterov with a
-    # cosine schedule over 40 epochs instead of the tutorial's 350-epoch staircase decay. The
-    # recipe search preferred weight decay 1e-3 over 5e-4 (+3.5%) and label smoothing 0.1.
-    return TrainConfig(
-        data=DataConfig(dataset="cifar10", batch_size=128, crop_padding=4, flip=True),
-        model=ModelConfig(name="alexnet"),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3,
-                                  label_smoothing=0.1),
-        schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
-        ema=EMAConfig(enabled=True, decay=0.999),
-        run=RunConfig(epochs=40),
-    )
-
-
-def _cifar10_fast():
-    # Page's ResNet-9 with a one-cycle LR, label smoothing and crop+flip for 10 epochs. The recipe
-    # search on this data set preferred batch 256 to Page's 512, label smoothing 0.1 to 0.2, and
-    # no cutout (8x8 cutout cost 0.8% in 10 epochs).
-    return TrainConfig(
-        data=DataConfig(dataset="cifar10", batch_size=256, crop_padding=4, flip=True),
-        model=ModelConfig(name="resnet9"),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                                  label_smoothing=0.1),
-        schedule=ScheduleConfig(name="onecycle"),
-        run=RunConfig(epochs=10),
-    )
-
-
-PRESETS = {
-    "mnist-mlp": _mnist_mlp,
-    "mnist-cnn": _mnist_cnn,
-    "cifar10-alexnet": _cifar10_alexnet,
-    "cifar10-fast": _cifar10_fast,
-    "quickstart-mnist": _quickstart_mnist,
-    "cifar10-resnet20": _cifar10_resnet20,
+# One rule per kind of value; every field not listed still gets its type checked and, for
+# numbers, finiteness. Kinds: count (>= 1), optional counts allow None, size (>= 0),
+# rate (finite, > 0), fraction ([0, 1)), unit ([0, 1]), nonneg (finite, >= 0).
+RULES = {
+    "data.batch_size": "count", "data.val_size": "size?", "data.crop_padding": "size", "data.cutout": "size",
+    "data.train_limit": "count?", "data.val_limit": "count?", "data.image_size": "shape2?",
+    "data.normalization": NORMALIZATIONS, "data.on_corrupt": ON_CORRUPT, "data.dataset": "dataset",
+    "model.name": "nonempty", "model.hidden": "counts?", "model.dropout": "fraction?", "model.filters": "counts?",
+    "model.pool_every": "count?", "model.dense": "count?", "model.kernel_size": "count?", "model.width": "count?",
+    "model.init_scale": "rate?", "model.decay_scope": ("all", "dense"), "model.lrn_depth_radius": "size?",
+    "model.lrn_bias": "rate?", "model.lrn_alpha": "nonneg?", "model.lrn_beta": "nonneg?",
+    "optimizer.name": OPTIMIZERS, "optimizer.learning_rate": "rate", "optimizer.momentum": "fraction",
+    "optimizer.weight_decay": "nonneg", "optimizer.clipnorm": "rate?", "optimizer.label_smoothing": "fraction",
+    "optimizer.loss": LOSSES,
+    "schedule.name": SCHEDULES, "schedule.warmup_epochs": "nonneg", "schedule.boundaries": "nonnegs",
+    "schedule.multipliers": "rates", "schedule.decay_rate": "rate", "schedule.decay_epochs": "rate",
+    "schedule.final_fraction": "unit",
+    "ema.decay": "open_unit",
+    "run.epochs": "count", "run.output_dir": "nonempty", "run.name": "component?", "run.strategy": STRATEGIES,
+    "run.precision": PRECISIONS, "run.steps_per_call": "count", "run.steps_per_epoch": "count?",
+    "run.checkpoint_every_steps": "count?", "run.keep_checkpoints": "count", "run.init_from": "nonempty?",
 }
+# Hard ceilings, so no value can make a run loop or write without bound.
+LIMITS = {"run.epochs": 100_000, "data.batch_size": 1 << 20, "run.steps_per_call": 100_000, "run.keep_checkpoints": 1000}
 
 
-def smoke(cfg):
-    """The smoke twin of a config: same code path, seconds of work."""
-    return cfg.replace(
-        data={"train_limit": 512, "val_limit": 256, "batch_size": min(cfg.data.batch_size, 64)},
-        run={"epochs": 1, "steps_per_epoch": 4},
-    )
+def validate(cfg):
+    """Check every field of cfg by rule; the first violation is a UsageError naming the field."""
+    for section in dataclasses.fields(TrainConfig):
+        values = getattr(cfg, section.name)
+        hints = typing.get_type_hints(type(values))
+        for field in dataclasses.fields(values):
+            key = f"{section.name}.{field.name}"
+            _check_type(key, hints[field.name], getattr(values, field.name))
+            _check_rule(key, RULES.get(key), getattr(values, field.name))
+    if cfg.schedule.name == "piecewise" and len(cfg.schedule.boundaries) != len(cfg.schedule.multipliers):
+        raise UsageError("piecewise schedule needs as many schedule.multipliers as schedule.boundaries")
+    if list(cfg.schedule.boundaries) != sorted(cfg.schedule.boundaries):
+        raise UsageError(f"schedule.boundaries must be in increasing order, got {list(cfg.schedule.boundaries)}")
+    return cfg
 
 
-def preset(name):
-    """A named recipe; `<name>-smoke` is its smoke twin."""
-    base = name[: -len("-smoke")] if name.endswith("-smoke") else name
-    if base not in PRESETS:
-        known = sorted(PRESETS) + sorted(f"{p}-smoke" for p in PRESETS)
-        raise UsageError(f"unknown preset {name!r}; choose one of: {', '.join(known)}")
-    cfg = PRESETS[base]()
-    return smoke(cfg) if name.endswith("-smoke") else cfg
+def _check_type(key, hint, value):
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:
+        ok = isinstance(value, tuple) and all(_is(args[0], v) for v in value)
+    else:
+        ok = _is(hint, value)
+    if not ok:
+        raise UsageError(f"{key} must be {_type_name(hint)}, got {value!r}")
+
+
+def _is(hint, value):
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint):
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}s"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _check_rule(key, rule, value):
+    import math
+
+    numbers = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+        raise UsageError(f"{key} must be a finite number, got {value!r}")
+    if rule is None or (value is None and (isinstance(rule, tuple) or rule.endswith("?"))):
+        return
+    if isinstance(rule, tuple):
+        if value not in rule:
+            raise UsageError(f"unknown {key} {value!r}; choose one of: {', '.join(rule)}")
+        return
+    kind = rule.rstrip("?")
+    if value is None:
+        raise UsageError(f"{key} must be set")
+    checks = {
+        "count": (lambda v: v >= 1, "at least 1"), "counts": (lambda v: all(x >= 1 for x in v), "numbers of at least 1"),
+        "size": (lambda v: v >= 0, "at least 0"), "rate": (lambda v: v > 0, "greater than 0"),
+        "rates": (lambda v: all(x > 0 for x in v), "numbers greater than 0"),
+        "nonneg": (lambda v: v >= 0, "at least 0"), "nonnegs": (lambda v: all(x >= 0 for x in v), "numbers of at least 0"),
+        "fraction": (lambda v: 0 <= v < 1, "in [0, 1)"), "unit": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+        "open_unit": (lambda v: 0 < v < 1, "in (0, 1)"), "nonempty": (lambda v: bool(v.strip()), "a non-empty string"),
+        "shape2": (lambda v: len(v) == 2 and min(v) >= 1, "HxW with positive sizes, e.g. 224x224"),
+        "component": (is_path_component, "one folder name: no '/', not '.' or '..', not empty"),
+        "dataset": (lambda v: bool(v) and not v.startswith(("/", "~")) and ".." not in v.split("/") and "\0" not in v,
+                    "a dataset name such as cifar10 (TFDS names may have a /config part)"),
+    }
+    test, wanted = checks[kind]
+    if not test(value):
+        raise UsageError(f"{key} must be {wanted}, got {value!r}")
+    if key in LIMITS and value > LIMITS[key]:
+        raise UsageError(f"{key} must be at most {LIMITS[key]:,}, got {value:,}")
+
+
+def is_path_component(name):
+    """One folder name, so a run, trial or sweep cannot reach outside its output folder."""
+    return (isinstance(name, str) and name.strip() == name and name not in ("", ".", "..")
+            and "/" not in name and "\\" not in name and "\0" not in name and not name.startswith("~"))
+
+
+# ------------------------------------------------------------------- comparing configs
+
+# Fields that do not change what a run computes, so a run resumes across them.
+NOT_IDENTITY = {"run.overwrite", "run.output_dir"}
+
+
+def config_differences(old, new):
+    """Dotted keys whose values differ between a stored config dict (any schema) and a TrainConfig.
+
+    The stored one is read through TrainConfig first, so fields added since it was written
+    compare at their defaults.
+    """
+    old = TrainConfig.from_dict(old).to_dict()
+    return [k for k in _differences(old, new.to_dict(), "") if k not in NOT_IDENTITY]
+
+
+def _differences(old, new, prefix):
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif (list(a) if isinstance(a, (list, tuple)) else a) != (list(b) if isinstance(b, (list, tuple)) else b):
+            out.append(f"{prefix}{k}")
+    return out

@@ -1,9 +1,11 @@
 """Babysitting the learning process (CS231n lecture 6) as functions, a CLI and a callback.
 
 Each check returns a Check(name, status, value, detail) with status pass | warn | fail:
-initial loss, overfitting a tiny subset, a learning-rate range test, activation statistics
-at initialization, update/weight ratios, and a float64 gradient check. `compare_init` draws
-the lecture's initialization experiment; `LayerStats` logs per-layer statistics while training.
+initial loss, that regularization raises it, overfitting a tiny subset, a learning-rate range
+test, activation statistics at initialization, update/weight ratios, and a float64 gradient
+check. The checks that train build through keras_cnn.training.build, so they exercise the same
+model, optimizer and compiled step as a training run. `compare_init` draws the lecture's
+initialization experiment; `LayerStats` logs per-layer statistics while training.
 """
 import dataclasses
 import math
@@ -13,10 +15,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn import reports
-from keras_cnn.training.loop import Callback
+from keras_cnn import plots
+from keras_cnn.io import atomic_write, csv_text
+from keras_cnn.models import create_model
+from keras_cnn.training.build import build_training
+from keras_cnn.training.callbacks import RunCallback
 
 ACTIVATION_TYPES = (keras.layers.ReLU, keras.layers.Activation, keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU)
+KINKED = ("relu", "leaky_relu", "prelu", "maxout", "relu6")  # piecewise-linear units a finite difference can straddle
 
 
 @dataclasses.dataclass
@@ -30,7 +36,7 @@ class Check:
         return {"check": self.name, "status": self.status, "value": "" if self.value is None else self.value, "detail": self.detail}
 
 
-def mean_loss(model, images, labels, *, training=False, include_regularization=False):
+def mean_loss(model, images, labels, *, training=True, include_regularization=False):
     logits = model(images, training=training)
     loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32))))
     if include_regularization and model.losses:
@@ -38,24 +44,56 @@ def mean_loss(model, images, labels, *, training=False, include_regularization=F
     return loss
 
 
+def _single_replica(cfg, **sections):
+    """cfg for a diagnostic: one replica, no EMA, no export, and the given section fields."""
+    base = {"run": {"strategy": "default", "steps_per_call": 1}, "ema": {"enabled": False}}
+    for section, fields in sections.items():
+        base[section] = {**base.get(section, {}), **fields}
+    return cfg.replace(**base)
+
+
+def _batches(images, labels, batch_size, seed=0):
+    """An endless shuffled stream of (images, labels) batches for a single-replica Trainer."""
+    ds = tf.data.Dataset.from_tensor_slices((images, tf.cast(labels, tf.int32)))
+    ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size, drop_remainder=True)
+    return iter(ds.prefetch(2))
+
+
 # ------------------------------------------------------------------------- 1. initial loss
 
 
-def initial_loss_check(model, images, labels, num_classes, tolerance=0.25):
-    """At initialization the softmax is near uniform: the loss should be near ln(num_classes).
+def initial_loss_check(model, images, labels, num_classes):
+    """At initialization the loss should be near ln(num_classes), or what the logits' scale explains.
 
-    Measured in training mode, as the first step sees it: at initialization BatchNorm's
-    moving statistics are still (0, 1), so inference mode would not normalize at all.
+    For logits of standard deviation s across classes the expected loss is about
+    ln(K) + s^2 / 2, so a He-initialized last layer (s ~ 1.5) starts well above ln(K) without
+    anything being wrong. Measured in training mode, as the first step sees it: BatchNorm's
+    moving statistics are still (0, 1) at initialization.
     """
     expected = math.log(num_classes)
-    loss = mean_loss(model, images, labels, training=True)
-    off = abs(loss - expected) / expected
-    status = "pass" if off <= tolerance else "warn" if off <= 1.0 else "fail"
-    return Check("initial_loss", status, round(loss, 4), f"expected ln({num_classes}) = {expected:.4f}; off by {off:.0%}")
+    logits = tf.cast(model(images, training=True), tf.float32)
+    loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
+    scale = float(tf.reduce_mean(tf.math.reduce_std(logits, axis=-1)))
+    explained = expected + scale**2 / 2
+    head = f"loss {loss:.3f} vs ln({num_classes}) = {expected:.3f}; logits start with std {scale:.2f}"
+    if loss > 3 * expected:
+        return Check("initial_loss", "fail", round(loss, 4), f"{head}: far too high; the weights start far too large "
+                     "(lower the initializer's scale or pick a fan-in one such as --kernel-initializer he_normal) "
+                     "or the labels do not match the outputs")
+    if abs(loss - expected) <= 0.25 * expected:
+        return Check("initial_loss", "pass", round(loss, 4), head)
+    if scale < 2.5 and loss <= 1.5 * explained + 0.1:
+        return Check("initial_loss", "pass", round(loss, 4), f"{head}, which explains it (about ln(K) + std^2/2 = "
+                     f"{explained:.2f}); a smaller last-layer initializer would start nearer ln({num_classes})")
+    advice = ("the logits start large: lower the initializer's scale (e.g. --kernel-initializer lecun_normal, "
+              "or random_normal)") if scale >= 2.5 else ("higher than the logits' scale explains "
+              f"({explained:.2f}): check that the labels match the outputs and the loss")
+    return Check("initial_loss", "warn", round(loss, 4), f"{head}: {advice}")
 
 
 def regularization_raises_loss_check(plain_model, regularized_model, images, labels):
-    """The same weights with L2 on must score a higher total loss than without."""
+    """The same weights with L2 on must score a higher total loss than without (both in training mode,
+    so BatchNorm normalizes by the batch, as the first step would)."""
     regularized_model.set_weights(plain_model.get_weights())
     without = mean_loss(plain_model, images, labels)
     with_reg = mean_loss(regularized_model, images, labels, include_regularization=True)
@@ -67,27 +105,23 @@ def regularization_raises_loss_check(plain_model, regularized_model, images, lab
 # ---------------------------------------------------------------------- 2. overfit a subset
 
 
-def overfit_check(model, images, labels, *, learning_rate=1e-3, max_steps=300):
-    """A healthy net with regularization off drives training accuracy on ~20 examples to 100%."""
-    optimizer = keras.optimizers.Adam(learning_rate)
-    images, labels = tf.constant(images), tf.constant(labels)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
-
-    accuracy = 0.0
-    for i in range(1, max_steps + 1):
-        loss = float(step())
-        if i % 10 == 0 or i == max_steps:
-            predictions = tf.argmax(model(images, training=False), -1, output_type=tf.int32)
-            accuracy = float(tf.reduce_mean(tf.cast(predictions == labels, tf.float32)))
-            if accuracy == 1.0:
-                return Check("overfit_tiny_subset", "pass", accuracy, f"100% of {len(labels)} examples after {i} steps (loss {loss:.4f})")
+def overfit_check(cfg, images, labels, num_classes, *, learning_rate=1e-3, max_steps=300):
+    """A healthy net with regularization off drives training accuracy on ~20 examples to 100%
+    (Adam at `learning_rate`, the run's own model, precision and compiled step)."""
+    cfg = _single_replica(cfg, optimizer={"name": "adam", "learning_rate": learning_rate, "weight_decay": 0.0,
+                                          "label_smoothing": 0.0, "clipnorm": None},
+                          schedule={"name": "constant", "warmup_epochs": 0.0}, data={"batch_size": len(labels)})
+    built = build_training(cfg, image_shape=images.shape[1:], num_classes=num_classes, steps_per_epoch=max_steps,
+                           strategy=tf.distribute.get_strategy())
+    batch = tf.data.Dataset.from_tensors((tf.constant(images), tf.constant(labels, tf.int32)))
+    stream = iter(batch.repeat())
+    accuracy, loss = 0.0, float("nan")
+    for step in range(10, max_steps + 1, 10):
+        totals = built.trainer.train_steps(stream, 10)
+        loss = totals[0] / totals[2]
+        accuracy = built.trainer.evaluate(batch)["accuracy"]
+        if accuracy == 1.0:
+            return Check("overfit_tiny_subset", "pass", accuracy, f"100% of {len(labels)} examples after {step} steps (loss {loss:.4f})")
     return Check("overfit_tiny_subset", "fail", accuracy,
                  f"{accuracy:.0%} of {len(labels)} examples after {max_steps} steps (loss {loss:.4f}); check the learning rate and the model")
 
@@ -95,53 +129,94 @@ def overfit_check(model, images, labels, *, learning_rate=1e-3, max_steps=300):
 # --------------------------------------------------------------------- 3. LR range test
 
 
-def lr_range_test(model, dataset_iter, *, low=1e-6, high=10.0, steps=200, plot_path=None):
-    """Raise the LR exponentially each step (Smith 2017); report where loss falls and explodes."""
-    rates = np.geomspace(low, high, steps)
-    lr_var = tf.Variable(rates[0], dtype=tf.float32)
-    optimizer = keras.optimizers.SGD(learning_rate=lambda: lr_var, momentum=0.9)
+class ExponentialRamp(keras.optimizers.schedules.LearningRateSchedule):
+    """low * (high / low) ** (step / steps): the LR range test's sweep (Smith 2017)."""
 
-    @tf.function
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
+    def __init__(self, low, high, steps):
+        self.low, self.high, self.steps = low, high, steps
 
-    losses = []
-    for lr in rates:
-        lr_var.assign(lr)
-        images, labels = next(dataset_iter)
-        loss = float(step(images, labels))
-        losses.append(loss)
-        if not math.isfinite(loss) or loss > 4 * min(losses):
+    def __call__(self, step):
+        fraction = tf.cast(step, tf.float32) / float(max(self.steps - 1, 1))
+        return self.low * tf.pow(self.high / self.low, fraction)
+
+    def get_config(self):
+        return {"low": self.low, "high": self.high, "steps": self.steps}
+
+
+def smooth_losses(losses, beta=0.9):
+    """Exponentially weighted moving average with bias correction (as fastai's LR finder)."""
+    average, out = 0.0, []
+    for i, loss in enumerate(losses, start=1):
+        average = beta * average + (1 - beta) * loss
+        out.append(average / (1 - beta**i))
+    return np.array(out)
+
+
+def suggest_learning_rate(rates, losses, *, beta=0.9, diverge_factor=4.0):
+    """A usable rate from an LR range test: (suggestion, rate at the smoothed minimum, points used).
+
+    The loss is smoothed (exponentially weighted, bias corrected) and the sweep cut where the
+    smoothed loss exceeds `diverge_factor` times its running minimum. The suggestion is the
+    steepest descent of the smoothed loss against log(lr) before the minimum, capped at the
+    minimum's rate / 10 (the minimum itself is already too fast to train at).
+    """
+    rates, smooth = np.asarray(rates, float), smooth_losses(losses, beta)
+    stop, running_min = len(smooth), np.inf
+    for i, value in enumerate(smooth):
+        if not np.isfinite(value) or (i > 0 and value > diverge_factor * running_min):
+            stop = i
             break
-    losses = np.array(losses)
-    smooth = np.convolve(losses, np.ones(5) / 5, mode="valid") if len(losses) > 5 else losses
-    slopes = np.diff(smooth)
-    steepest = int(np.argmin(slopes)) + 2 if len(slopes) else 0
-    exploded = rates[len(losses) - 1] if len(losses) < steps else None
+        running_min = min(running_min, value)
+    rates, smooth = rates[:stop], smooth[:stop]
+    lowest = int(np.argmin(smooth))
+    cap = float(rates[lowest]) / 10
+    if lowest < 3:  # the loss never fell: the smallest rate is all the sweep can say
+        return float(rates[0]), float(rates[lowest]), stop
+    slope = np.gradient(smooth[: lowest + 1], np.log(rates[: lowest + 1]))
+    skip = min(len(smooth) // 10, lowest - 1)  # the first points carry the smoothing's warm-up
+    # An exponential average trails its input by beta / (1 - beta) steps: credit the slope to the
+    # step the average is centred on, or the suggestion drifts toward faster rates.
+    lag = int(round(beta / (1 - beta)))
+    steepest = max(skip + int(np.argmin(slope[skip:])) - lag, 0)
+    return min(float(rates[steepest]), cap), float(rates[lowest]), stop
+
+
+def lr_range_test(cfg, images, labels, num_classes, *, low=1e-6, high=10.0, steps=200, plot_path=None):
+    """Raise the LR exponentially each step (SGD, the run's momentum) and read a usable rate off the loss."""
+    cfg = _single_replica(cfg, optimizer={"clipnorm": None}, data={"batch_size": min(cfg.data.batch_size, len(labels))})
+    built = build_training(cfg, image_shape=images.shape[1:], num_classes=num_classes, steps_per_epoch=steps,
+                           strategy=tf.distribute.get_strategy(), learning_rate=ExponentialRamp(low, high, steps))
+    stream = _batches(images, labels, cfg.data.batch_size, cfg.run.seed)
+    rates, losses = np.geomspace(low, high, steps), []
+    for _ in range(steps):
+        totals = built.trainer.train_steps(stream, 1)
+        losses.append(float(totals[0] / totals[2]))
+        if not math.isfinite(losses[-1]) or losses[-1] > 4 * min(losses) and len(losses) > 10:
+            break
+    suggestion, lowest, stop = suggest_learning_rate(rates[: len(losses)], losses)
     if plot_path:
-        import matplotlib
+        plot_lr_range(rates[: len(losses)], losses, suggestion, lowest, plot_path)
+    falls = min(losses) < losses[0] * 0.9
+    detail = (f"suggested lr {suggestion:.2g} (steepest fall of the smoothed loss; its minimum at {lowest:.2g})"
+              if falls else f"the loss never fell below 90% of its start up to lr {rates[len(losses) - 1]:.2g}: "
+              f"suggested lr {suggestion:.2g} is a guess; check the model and data first")
+    return Check("lr_range", "pass" if falls else "warn", float(suggestion), detail)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(rates[: len(losses)], losses)
-        ax.set_xscale("log")
-        ax.set(xlabel="learning rate", ylabel="training loss", title="learning-rate range test")
-        ax.axvline(rates[steepest], color="tab:green", ls="--", label=f"steepest fall {rates[steepest]:.2g}")
-        if exploded:
-            ax.axvline(exploded, color="tab:red", ls="--", label=f"explodes {exploded:.2g}")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        reports._save_figure(fig, plot_path)
-    falls = losses.min() < losses[0] * 0.9
-    detail = f"loss falls fastest near lr {rates[steepest]:.2g}" + (f", explodes above {exploded:.2g}" if exploded else ", never explodes up to the top of the range")
-    return Check("lr_range", "pass" if falls else "warn", float(rates[steepest]), detail)
+def plot_lr_range(rates, losses, suggestion, lowest, path):
+    fig, ax = plots.plt.subplots(figsize=(6, 4))
+    ax.plot(rates, losses, color="tab:gray", alpha=0.4, label="loss per step")
+    ax.plot(rates, smooth_losses(losses), color="tab:blue", label="smoothed")
+    ax.axvline(suggestion, color="tab:green", ls="--", label=f"suggested lr {suggestion:.2g}")
+    ax.axvline(lowest, color="tab:red", ls=":", label=f"minimum {lowest:.2g}")
+    ax.set_xscale("log")
+    top = np.nanpercentile(losses, 95) * 1.2
+    ax.set_ylim(min(losses) * 0.9, top)
+    ax.set(xlabel="learning rate", ylabel="training loss", title="learning-rate range test")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plots.save_figure(fig, path)
 
 
 # -------------------------------------------------------------- 4. activation statistics
@@ -151,20 +226,26 @@ def activation_layers(model):
     return [layer for layer in model.layers if isinstance(layer, ACTIVATION_TYPES) or "maxout" in layer.name]
 
 
+def _kind(layer):
+    kind = getattr(layer, "activation", None)
+    return getattr(kind, "__name__", layer.__class__.__name__.lower())
+
+
 def activation_statistics(model, images, *, training=True):
     """Per activation layer: mean, std, fraction of zeros, fraction saturated (tanh/sigmoid).
 
     Training mode by default (batch statistics in BatchNorm), as in the first training step.
     """
     layers = activation_layers(model)
+    if not layers:
+        return []
     probe = keras.Model(model.inputs[0], [layer.output for layer in layers])
     outputs = probe(images, training=training)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     stats = []
     for layer, out in zip(layers, outputs):
         values = tf.cast(out, tf.float32).numpy()
-        kind = getattr(layer, "activation", None)
-        kind = getattr(kind, "__name__", layer.__class__.__name__.lower())
+        kind = _kind(layer)
         if kind == "tanh":
             saturated = float(np.mean(np.abs(values) > 0.99))
         elif kind == "sigmoid":
@@ -177,6 +258,8 @@ def activation_statistics(model, images, *, training=True):
 
 
 def activation_check(stats):
+    if not stats:
+        return Check("activation_statistics", "pass", None, "no activation layers")
     problems = []
     for s in stats:
         if s["fraction_zero"] > 0.9:
@@ -186,19 +269,14 @@ def activation_check(stats):
     if len(stats) > 1 and stats[0]["std"] > 0 and stats[-1]["std"] / stats[0]["std"] < 1e-2:
         problems.append(f"activations collapse: std {stats[0]['std']:.3g} -> {stats[-1]['std']:.3g}")
     return Check("activation_statistics", "warn" if problems else "pass", None,
-                 "; ".join(problems) or f"{len(stats)} layers, std {stats[0]['std']:.3g} -> {stats[-1]['std']:.3g}" if stats else "no activation layers")
+                 "; ".join(problems) or f"{len(stats)} layers, std {stats[0]['std']:.3g} -> {stats[-1]['std']:.3g}")
 
 
 def plot_activation_histograms(stats, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(stats)
     cols = min(n, 5)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plots.plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for ax, s in zip(axes.flat, stats):
         ax.hist(s["values"].ravel(), bins=50, color="tab:blue")
         ax.set_title(f"{s['layer']}\nmean {s['mean']:.2f} std {s['std']:.2f}", fontsize=8)
@@ -206,7 +284,7 @@ def plot_activation_histograms(stats, path):
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    reports._save_figure(fig, path)
+    plots.save_figure(fig, path)
 
 
 # -------------------------------------------------------------- 5. update/weight ratios
@@ -216,23 +294,19 @@ def kernels(model):
     return [v for v in model.trainable_weights if len(v.shape) >= 2]
 
 
-def update_ratio_check(model, optimizer, dataset_iter, *, steps=5):
-    """||lr * update|| / ||W|| per kernel over a few steps; ~1e-3 is the rule of thumb."""
-    watched = kernels(model)
-
-    @tf.function
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-            if model.losses:
-                loss += tf.add_n(model.losses)
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-
+def update_ratio_check(cfg, images, labels, num_classes, *, learning_rate, steps=5):
+    """||update|| / ||W|| per kernel over a few SGD steps of the run's own model; ~1e-3 is the rule of thumb."""
+    cfg = _single_replica(cfg, optimizer={"name": "sgd", "learning_rate": learning_rate},
+                          schedule={"name": "constant", "warmup_epochs": 0.0},
+                          data={"batch_size": min(cfg.data.batch_size, len(labels))})
+    built = build_training(cfg, image_shape=images.shape[1:], num_classes=num_classes, steps_per_epoch=steps,
+                           strategy=tf.distribute.get_strategy())
+    stream = _batches(images, labels, cfg.data.batch_size, cfg.run.seed)
+    watched = kernels(built.model)
     ratios = {v.path: [] for v in watched}
     for _ in range(steps):
         before = [v.numpy().copy() for v in watched]
-        step(*next(dataset_iter))
+        built.trainer.train_steps(stream, 1)
         for v, old in zip(watched, before):
             ratios[v.path].append(np.linalg.norm(v.numpy() - old) / max(np.linalg.norm(old), 1e-12))
     means = {k: float(np.mean(r)) for k, r in ratios.items()}
@@ -244,26 +318,7 @@ def update_ratio_check(model, optimizer, dataset_iter, *, steps=5):
 # ------------------------------------------------------------------- 6. gradient check
 
 
-def gradient_check(model, images, labels, *, per_variable=6, epsilon=1e-6, threshold=1e-6, wrong=1e-2, seed=0):
-    """Analytic gradients against centred finite differences, in float64, per layer.
-
-    The model must be built under the float64 policy, without dropout. Relative error per
-    entry is |a - n| / max(|a|, |n|, 1e-12); each layer reports its largest. Training mode
-    (BatchNorm on batch statistics, deterministic without dropout), so the loss is the
-    well-scaled one the optimizer sees.
-    """
-    rng = np.random.default_rng(seed)
-    images = tf.constant(images, tf.float64)
-    labels = tf.constant(labels)
-
-    @tf.function
-    def loss_fn():
-        logits = model(images, training=True)
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float64)))
-
-    with tf.GradientTape() as tape:
-        loss = loss_fn()
-    analytic = tape.gradient(loss, model.trainable_variables)
+def _finite_difference_errors(model, loss_fn, analytic, rng, per_variable, epsilon):
     errors = {}
     for variable, grad in zip(model.trainable_variables, analytic):
         grad = np.zeros(variable.shape) if grad is None else grad.numpy()
@@ -283,8 +338,40 @@ def gradient_check(model, images, labels, *, per_variable=6, epsilon=1e-6, thres
             worst = max(worst, abs(a - numeric) / max(abs(a), abs(numeric), 1e-12))
         layer = variable.path.rsplit("/", 1)[0]
         errors[layer] = max(errors.get(layer, 0.0), worst)
-    # CS231n's scale: < 1e-7 happy, up to ~1e-4 can be ReLU kinks crossed by the finite
-    # difference in a deep net, > 1e-2 is almost surely a wrong gradient.
+    return errors
+
+
+def likely_cause(model):
+    """What explains a modest gradient-check error in this net: kinks of piecewise-linear units
+    crossed by the finite difference, or (smooth nets) saturated sigmoid/tanh units."""
+    kinds = {_kind(layer) for layer in activation_layers(model)}
+    pooled = any(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)
+    if kinds & set(KINKED) or pooled or any("maxout" in k for k in kinds):
+        return "kinks of ReLU-like units or max pooling crossed by the finite difference can cause up to ~1e-4"
+    return ("this net is smooth (sigmoid/tanh units have no kinks), so the error is not from kinks: saturated units "
+            "lose float64 precision; larger errors mean a wrong gradient")
+
+
+def gradient_check(model, images, labels, *, per_variable=6, epsilon=1e-6, threshold=1e-6, wrong=1e-2, seed=0):
+    """Analytic gradients against centred finite differences, in float64, per layer.
+
+    The model must be built under the float64 policy, without dropout. Relative error per
+    entry is |a - n| / max(|a|, |n|, 1e-12); each layer reports its largest. Training mode
+    (BatchNorm on batch statistics, deterministic without dropout), so the loss is the
+    well-scaled one the optimizer sees.
+    """
+    images, labels = tf.constant(images, tf.float64), tf.constant(labels)
+
+    @tf.function
+    def loss_fn():
+        logits = model(images, training=True)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float64)))
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    analytic = tape.gradient(loss, model.trainable_variables)
+    errors = _finite_difference_errors(model, loss_fn, analytic, np.random.default_rng(seed), per_variable, epsilon)
+    # CS231n's scale: < 1e-7 happy, up to ~1e-4 explainable, > 1e-2 almost surely a wrong gradient.
     flagged = {k: v for k, v in errors.items() if v >= threshold}
     worst = max(errors.values())
     if not flagged:
@@ -292,72 +379,85 @@ def gradient_check(model, images, labels, *, per_variable=6, epsilon=1e-6, thres
     listing = ", ".join(f"{k} {v:.1e}" for k, v in sorted(flagged.items(), key=lambda kv: -kv[1])[:6])
     if worst >= wrong:
         return Check("gradient_check", "fail", worst, f"wrong gradient likely (relative error >= {wrong:g}): {listing}"), errors
-    return Check("gradient_check", "warn", worst, f"relative error >= {threshold:g} (ReLU kinks can cause up to ~1e-4): {listing}"), errors
+    return Check("gradient_check", "warn", worst, f"relative error >= {threshold:g}: {listing}; {likely_cause(model)}"), errors
 
 
 # ------------------------------------------------------------------ compare initializers
 
 
+INIT_EXPERIMENT = {  # CS231n lecture 6: label -> (initializer, scale)
+    "small random (std 0.01)": ("random_normal", None),
+    "Xavier (glorot_uniform)": ("glorot_uniform", None),
+    "He (he_normal)": ("he_normal", None),
+}
+
+
 def compare_init(path, *, activations=("tanh", "relu"), depth=10, width=500, samples=1000, seed=0):
-    """CS231n's experiment: a deep MLP's activation std per layer under three initializations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from keras_cnn.models import create_model
-
+    """CS231n's experiment: a deep MLP's activation std per layer under four initializations."""
     x = np.random.default_rng(seed).normal(size=(samples, 1, 1, width)).astype("float32")
-    inits = {"small random (0.01)": "random_normal", "Xavier (glorot_uniform)": "glorot_uniform", "He (he_normal)": "he_normal"}
     table = []
-    fig, axes = plt.subplots(1, len(activations), figsize=(6 * len(activations), 4), squeeze=False)
+    fig, axes = plots.plt.subplots(1, len(activations), figsize=(6 * len(activations), 4), squeeze=False)
     for ax, activation in zip(axes[0], activations):
-        for label, init in inits.items():
+        for label, (init, scale) in INIT_EXPERIMENT.items():
             keras.utils.set_random_seed(seed)
-            model = create_model("mlp", (1, 1, width), 10, hidden=[width] * depth, activation=activation, kernel_initializer=init)
-            stats = activation_statistics(model, x)
-            stds = [s["std"] for s in stats]
+            options = {"init_scale": scale} if scale is not None else {}
+            model = create_model("mlp", (1, 1, width), 10, hidden=[width] * depth, activation=activation,
+                                 kernel_initializer=init, **options)
+            stds = [s["std"] for s in activation_statistics(model, x)]
             ax.plot(range(1, len(stds) + 1), stds, marker="o", label=label)
-            table.append({"activation": activation, "initializer": init, **{f"layer{i + 1}_std": float(f"{s:.4g}") for i, s in enumerate(stds)}})
+            table.append({"activation": activation, "initializer": label,
+                          **{f"layer{i + 1}_std": float(f"{s:.4g}") for i, s in enumerate(stds)}})
         ax.set_yscale("log")
         ax.set(xlabel="layer", ylabel="activation std", title=f"{depth}-layer {activation} MLP, width {width}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    reports._save_figure(fig, path)
+    plots.save_figure(fig, path)
     return table
 
 
 # --------------------------------------------------------------------- training callback
 
 
-class LayerStats(Callback):
+class LayerStats(RunCallback):
     """Per epoch: sparsity after each activation, dead units, weight/gradient norms, update ratio.
 
     Written to <run>/layer_stats.csv (one row per layer and epoch) and to TensorBoard
-    (<run>/tensorboard/layer_stats). Dead units: channels never positive over the probe batch.
+    (<run>/tensorboard/layer_stats). Dead units: channels never positive over a probe batch of
+    256 validation images. The update ratio is measured over the epoch's last compiled call:
+    kernels are copied to the host only before that call, not after every call.
     """
 
     COLUMNS = ["epoch", "layer", "fraction_zero", "dead_units", "weight_norm", "gradient_norm", "update_ratio"]
 
-    def __init__(self, run_dir, probe_batch):
-        self.run_dir, self.images, self.labels = run_dir, probe_batch[0], probe_batch[1]
-        self.rows, self.previous, self.steps_since = [], None, 0
-        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "layer_stats"))
+    def on_train_begin(self, logs=None):
+        run = self.run
+        split = run.data.validation if run.data.validation is not None else run.data.train
+        self.images = run.data.normalizer(split.images[:256])
+        self.labels = tf.constant(split.labels[:256])
+        self.rows = []
+        model = run.built.model
+        layers = activation_layers(model)
+        self.layers = layers
+        self.probe = keras.Model(model.inputs[0], [layer.output for layer in layers]) if layers else None
+        self.writer = tf.summary.create_file_writer(os.path.join(run.run_dir.tensorboard_dir, "layer_stats")) if run.chief else None
 
-    def on_train_begin(self, trainer):
-        model = trainer.model
-        self.layers = [layer for layer in activation_layers(model)]
-        self.probe = keras.Model(model.inputs[0], [layer.output for layer in self.layers]) if self.layers else None
+    def _snapshot(self, steps_to_end):
+        self.snapshot = [v.numpy().copy() for v in kernels(self.run.built.model)]
+        self.snapshot_steps = steps_to_end
 
-    def on_batch_end(self, trainer, step, logs):
-        # Keep the weights of the previous call so the epoch's last call gives the update ratio.
-        self.previous_step, self.snapshot = getattr(self, "current_step", 0), getattr(self, "current", None)
-        self.current_step, self.current = step, [v.numpy().copy() for v in kernels(trainer.model)]
+    def on_epoch_begin(self, epoch, logs=None):
+        self.snapshot = None
+        if self.run.steps_per_epoch <= self.run.cfg.run.steps_per_call:  # the epoch is one call
+            self._snapshot(self.run.steps_per_epoch)
 
-    def on_epoch_end(self, trainer, epoch, logs):
-        model = trainer.model
-        rows = {}
+    def on_train_batch_end(self, batch, logs=None):
+        remaining = self.run.steps_per_epoch - (batch + 1)
+        if 0 < remaining <= self.run.cfg.run.steps_per_call:  # the next call may be the epoch's last
+            self._snapshot(remaining)
+
+    def _layer_rows(self):
+        model, rows = self.run.built.model, {}
         if self.probe is not None:
             outputs = self.probe(self.images, training=False)
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -369,22 +469,28 @@ class LayerStats(Callback):
             logits = tf.cast(model(self.images, training=False), tf.float32)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(self.labels, logits))
         grads = dict(zip((v.path for v in model.trainable_variables), tape.gradient(loss, model.trainable_variables)))
-        steps = max(self.current_step - self.previous_step, 1)
         for i, v in enumerate(kernels(model)):
-            layer = v.path.rsplit("/", 1)[0]
-            weight = v.numpy()
-            ratio = None
+            weight, ratio = v.numpy(), None
             if self.snapshot is not None:
-                ratio = float(np.linalg.norm(weight - self.snapshot[i]) / max(np.linalg.norm(self.snapshot[i]), 1e-12) / steps)
+                ratio = float(np.linalg.norm(weight - self.snapshot[i]) / max(np.linalg.norm(self.snapshot[i]), 1e-12)
+                              / max(self.snapshot_steps, 1))
             g = grads.get(v.path)
-            rows.setdefault(layer, {}).update(weight_norm=float(np.linalg.norm(weight)),
-                                              gradient_norm=float(tf.norm(g)) if g is not None else None, update_ratio=ratio)
+            rows.setdefault(v.path.rsplit("/", 1)[0], {}).update(
+                weight_norm=float(np.linalg.norm(weight)), gradient_norm=float(tf.norm(g)) if g is not None else None,
+                update_ratio=ratio)
+        return rows
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = self._layer_rows()
+        if logs is not None:
+            logs["dead_units_max"] = max((s.get("dead_units", 0) for s in rows.values()), default=0.0)
+        if not self.run.chief:
+            return
         with self.writer.as_default(step=epoch):
             for layer, stats in rows.items():
                 for key, value in stats.items():
                     if value is not None:
                         tf.summary.scalar(f"{layer}/{key}", value)
         self.writer.flush()
-        self.rows += [{"epoch": epoch, "layer": layer, **stats} for layer, stats in rows.items()]
-        reports.atomic_write(os.path.join(self.run_dir, "layer_stats.csv"), reports.csv_text(self.rows, self.COLUMNS))
-        logs["dead_units_max"] = max((s.get("dead_units", 0) for s in rows.values()), default=0.0)
+        self.rows += [{"epoch": epoch + 1, "layer": layer, **stats} for layer, stats in rows.items()]
+        atomic_write(self.run.run_dir.file("layer_stats.csv"), csv_text(self.rows, self.COLUMNS))

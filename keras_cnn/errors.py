@@ -1,7 +1,5 @@
-"""Errors a user can cause, and the one place that turns them into a clear line and exit 2."""
+"""Errors a user or the machine can cause; keras_cnn.cli.common.cli_entry turns them into one line."""
 import errno
-import functools
-import sys
 
 # Out of room: the user frees space or writes elsewhere.
 SPACE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -17,28 +15,20 @@ class UsageError(Exception):
     """
 
 
-def cli_entry(main):
-    """Wrap a CLI's main(argv) so a UsageError ends in one line on stderr and exit status 2."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM ended the work at a safe point (after a checkpoint).
 
-    @functools.wraps(main)
-    def wrapper(argv=None):
-        try:
-            return main(argv)
-        except UsageError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        except OSError as err:
-            where = f" {err.filename}" if err.filename else ""
-            if err.errno in SPACE_ERRORS:
-                print(f"error: cannot write{where} ({err.strerror}); free some space or choose another output directory",
-                      file=sys.stderr)
-            elif err.errno in PATH_ERRORS:
-                print(f"error: cannot use{where} ({err.strerror}); check the path or choose another one", file=sys.stderr)
-            else:
-                raise
-            return 2
+    A KeyboardInterrupt, not an Exception, so code that catches Exception (KerasTuner
+    around each trial) cannot turn it into one failed trial and carry on.
+    """
 
-    return wrapper
+    def __init__(self, signum, where):
+        super().__init__(f"interrupted {where}: rerun the same command to resume")
+        self.signum = signum
+
+    @property
+    def exit_status(self):
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them
 
 
 def choose(kind, value, allowed):

@@ -3,7 +3,8 @@ import os
 
 import numpy as np
 
-from keras_cnn import reports
+from keras_cnn import plots
+from keras_cnn.io import atomic_write, csv_text, write_json
 
 
 def classification_metrics(probabilities, labels, class_names):
@@ -34,21 +35,16 @@ def classification_metrics(probabilities, labels, class_names):
 
 def write_evaluation(out_dir, summary, per_class, confusion, class_names):
     os.makedirs(out_dir, exist_ok=True)
-    reports.write_json(os.path.join(out_dir, "evaluation.json"), summary)
-    reports.atomic_write(os.path.join(out_dir, "per_class.csv"), reports.csv_text(per_class, ["class", "support", "precision", "recall", "f1"]))
+    write_json(os.path.join(out_dir, "evaluation.json"), summary)
+    atomic_write(os.path.join(out_dir, "per_class.csv"), csv_text(per_class, ["class", "support", "precision", "recall", "f1"]))
     rows = [{"true\\predicted": name, **{c: int(v) for c, v in zip(class_names, row)}} for name, row in zip(class_names, confusion)]
-    reports.atomic_write(os.path.join(out_dir, "confusion_matrix.csv"), reports.csv_text(rows, ["true\\predicted", *class_names]))
+    atomic_write(os.path.join(out_dir, "confusion_matrix.csv"), csv_text(rows, ["true\\predicted", *class_names]))
     plot_confusion(confusion, class_names, os.path.join(out_dir, "confusion_matrix.png"))
 
 
 def plot_confusion(confusion, class_names, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     k = len(class_names)
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * k + 2), max(4, 0.6 * k + 1.5)))
+    fig, ax = plots.plt.subplots(figsize=(max(5, 0.6 * k + 2), max(4, 0.6 * k + 1.5)))
     normalized = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
     image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), class_names, rotation=45, ha="right")
@@ -61,4 +57,4 @@ def plot_confusion(confusion, class_names, path):
                         color="white" if normalized[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    reports._save_figure(fig, path)
+    plots.save_figure(fig, path)

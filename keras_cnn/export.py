@@ -14,14 +14,16 @@ expected shape); send files of any size through `image_bytes`. `loaded.class_nam
 import json
 import os
 import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
-from keras_cnn.data import Normalizer
 from keras_cnn.errors import UsageError
+from keras_cnn.io import DIR_MODE, FILE_MODE, make_private_dir
 from keras_cnn.models import create_model
+from keras_cnn.run_dir import RunDir
+from keras_cnn.training.callbacks import RunCallback
+from keras_cnn.training.precision import precision_policy
 
 
 class ServingFunctions:
@@ -78,12 +80,9 @@ def build_from_record(record):
     """A fresh float32 model of the run's architecture (weight decay is irrelevant here)."""
     cfg = record["config"]
     options = {k: v for k, v in cfg["model"].items() if k != "name" and v is not None}
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        return create_model(cfg["model"]["name"], tuple(record["data"]["image_shape"]), len(record["data"]["class_names"]), **options)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    with precision_policy("float32"):
+        return create_model(cfg["model"]["name"], tuple(record["data"]["image_shape"]),
+                            len(record["data"]["class_names"]), **options)
 
 
 def float32_copy(model, record):
@@ -97,7 +96,9 @@ def write_saved_model(model, record, normalizer, version_dir):
     """Write one version directory atomically: build it beside, then rename into place."""
     base = os.path.dirname(os.path.abspath(version_dir))
     os.makedirs(base, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=base, prefix=".staging-")  # TF Serving ignores non-numeric names
+    remove_stale_staging(base)
+    # TF Serving ignores non-numeric names; the pid lets the next export tell a dead writer's folder.
+    staging = make_private_dir(base, f".staging-{os.getpid()}-")
     try:
         serving = float32_copy(model, record)
         functions = ServingFunctions(serving, normalizer, record["data"]["class_names"])
@@ -113,11 +114,42 @@ def write_saved_model(model, record, normalizer, version_dir):
         with open(os.path.join(staging, "config.json"), "w") as f:
             json.dump(record, f, indent=2, sort_keys=True)
         serving.save(os.path.join(staging, "model.keras"))
+        _readable_by_all(staging)
+        os.chmod(staging, DIR_MODE)
         os.rename(staging, version_dir)  # fails if the version appeared meanwhile: never overwrite one
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return version_dir
+
+
+def _readable_by_all(root):
+    """TensorFlow writes some SavedModel files 0600; a serving process under another user must read them."""
+    for directory, subdirs, files in os.walk(root):
+        for name in subdirs:
+            os.chmod(os.path.join(directory, name), DIR_MODE)
+        for name in files:
+            os.chmod(os.path.join(directory, name), FILE_MODE)
+
+
+def remove_stale_staging(base):
+    """Staging folders of exports that were killed mid-write (their process is gone)."""
+    for entry in os.listdir(base):
+        if not entry.startswith(".staging-"):
+            continue
+        pid = entry.split("-")[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def next_version(base):
@@ -126,37 +158,37 @@ def next_version(base):
 
 
 def export_run(run_dir, export_dir, *, checkpoint=None, name=None):
-    """Export a run's final model (or a checkpoint's weights) as <export_dir>/<name>/<next version>/."""
-    record_path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(record_path):
-        raise UsageError(f"{run_dir} has no config.json; give a run directory written by train.py")
-    with open(record_path) as f:
-        record = json.load(f)
-    if "data" not in record:
-        raise UsageError(f"{record_path} predates exports (no data section); rerun the training")
-    normalizer = Normalizer.load(run_dir)
-    model = _load_weights(run_dir, record, checkpoint)
-    base = os.path.join(export_dir, name or os.path.basename(os.path.normpath(run_dir)))
-    for _ in range(5):  # another exporter may take the version we picked; take the next
-        version_dir = os.path.join(base, str(next_version(base)))
-        try:
-            return write_saved_model(model, record, normalizer, version_dir)
-        except OSError as err:
-            if not os.path.isdir(version_dir):
-                raise UsageError(f"cannot write {base} ({err.strerror}); choose a writable --export-dir") from None
+    """Export a run's final model (or a checkpoint's weights) as <export_dir>/<name>/<next version>/.
+
+    Holds the run's lock while it reads, so an export never sees a training run's half-written state.
+    """
+    run = RunDir(run_dir)
+    record = run.read_record()
+    run.data_record()
+    with run.lock():
+        normalizer = run.load_normalizer()
+        model = run.load_model() if checkpoint is None else run.load_weights(build_from_record(record), checkpoint)
+        base = os.path.join(export_dir, name or run.name)
+        for _ in range(5):  # another exporter may take the version we picked; take the next
+            version_dir = os.path.join(base, str(next_version(base)))
+            try:
+                return write_saved_model(model, record, normalizer, version_dir)
+            except OSError as err:
+                if not os.path.isdir(version_dir):
+                    raise UsageError(f"cannot write {base} ({err.strerror}); free some space or choose another "
+                                     "--export-dir") from None
     raise UsageError(f"could not claim a new version under {base}; retry")
 
 
-def _load_weights(run_dir, record, checkpoint):
-    if checkpoint is None:
-        path = os.path.join(run_dir, "model.keras")
-        if not os.path.isfile(path):
-            raise UsageError(f"{run_dir} has no model.keras (unfinished run?); pass --checkpoint or finish the run")
-        return keras.models.load_model(path)
-    from keras_cnn.training import checkpoints
+class ExportOnFinish(RunCallback):
+    """Writes <run>/saved_model/1/ when a run ends without diverging: the version TF Serving loads
+    straight from the run. Runs last among on_train_end hooks, so restored best weights are exported."""
 
-    if not os.path.isfile(checkpoint):
-        raise UsageError(f"checkpoint {checkpoint} does not exist; list {os.path.join(run_dir, 'checkpoints')}")
-    model = build_from_record(record)
-    checkpoints.restore_weights(checkpoint, model)
-    return model
+    def on_train_end(self, logs=None):
+        run = self.run
+        if not run.chief or (logs or {}).get("status") == "diverged":
+            return
+        version_dir = os.path.join(run.run_dir.saved_model_dir, "1")
+        if os.path.isdir(version_dir):
+            return  # a rerun of a finished run: the export is already there
+        write_saved_model(run.built.model, run.run_dir.read_record(), run.data.normalizer, version_dir)

@@ -1,13 +1,17 @@
-"""Shared fixtures: small real datasets cut from ../shared/data, and two logical CPU devices."""
+"""Shared fixtures: the committed real-data fixtures (tests/data), one trained model per session,
+and two logical CPU devices.
+
+Every test runs on tests/data unless it carries the `shared_data` marker (it needs the full sets
+in ../shared/data); those are deselected, not skipped, where the full sets are absent.
+"""
 import os
 import pathlib
 import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
-import pytest
-import tensorflow as tf
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 # Two replicas on a machine without GPUs: split the CPU before TensorFlow initialises,
 # as Keras's own distribute tests do.
@@ -15,43 +19,60 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "data"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def require_shared_data():
-    if not SHARED_DATA.exists():
-        pytest.skip(f"real data not found at {SHARED_DATA}")
+def pytest_collection_modifyitems(config, items):
+    if (SHARED_DATA / "mnist" / "train.npz").exists():
+        return
+    deselected = [item for item in items if item.get_closest_marker("shared_data")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("shared_data")]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Tests never write to the user's ~/.cache/keras_cnn."""
+    monkeypatch.setenv("KERAS_CNN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture(scope="session")
-def mnist_npz(tmp_path_factory):
-    """The first 2,000 real MNIST training images as a Keras-style .npz file."""
-    require_shared_data()
-    with np.load(SHARED_DATA / "mnist" / "train.npz") as f:
-        x, y = f["x_train"][:2000], f["y_train"][:2000]
-    path = tmp_path_factory.mktemp("mnist") / "mnist_small.npz"
-    np.savez(path, x_train=x, y_train=y)
-    return path
+def mnist_npz():
+    """600 real MNIST training images (60 per digit) as a Keras-style .npz file."""
+    return FIXTURES / "mnist" / "train.npz"
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+    """The folder holding mnist_npz, as `--data-dir` takes it."""
+    return FIXTURES / "mnist"
 
 
 @pytest.fixture(scope="session")
 def mnist_full():
-    require_shared_data()
+    """The full 60,000-image MNIST training set (tests using it are marked shared_data)."""
     return SHARED_DATA / "mnist"
 
 
 @pytest.fixture(scope="session")
-def cifar_folder(tmp_path_factory):
-    """30 real CIFAR-10 JPEGs per class in an image-folder tree (root/<class>/*.jpg)."""
-    require_shared_data()
-    root = tmp_path_factory.mktemp("cifar_small")
-    for name in CIFAR_CLASSES:
-        source = SHARED_DATA / "cifar10" / "train" / name
-        (root / name).mkdir()
-        for f in sorted(os.listdir(source))[:30]:
-            shutil.copy(source / f, root / name / f)
-    return root
+def cifar_folder():
+    """300 real CIFAR-10 JPEGs (30 per class) in an image-folder tree (root/<class>/*.jpg)."""
+    return FIXTURES / "cifar10" / "train"
+
+
+@pytest.fixture
+def writable_copy(tmp_path):
+    """copy(src) -> a fresh copy of a fixture folder under tmp_path (fixtures stay read-only)."""
+
+    def copy(src, name=None):
+        dst = tmp_path / (name or pathlib.Path(src).name)
+        shutil.copytree(src, dst)
+        return dst
+
+    return copy
 
 
 def child_env(**extra):
@@ -62,11 +83,6 @@ def child_env(**extra):
         env.pop(name, None)
     env.update(extra)
     return env
-
-
-def copy_tree(src, dst):
-    shutil.copytree(src, dst)
-    return pathlib.Path(dst)
 
 
 def mnist_config(data_dir, output_dir, *overrides):
@@ -85,15 +101,13 @@ def mnist_config(data_dir, output_dir, *overrides):
 
 
 @pytest.fixture(scope="session")
-def trained_mlp(mnist_full, tmp_path_factory):
-    """The one real training run of the session: MNIST MLP 784-128-10, 3 epochs, EMA on."""
+def trained_mlp(mnist_small, tmp_path_factory):
+    """The session's trained MLP: 784-128-10 on the 600-image MNIST fixture, 5 epochs of batch 32, EMA on."""
     import keras_cnn
 
     out = tmp_path_factory.mktemp("runs")
-    cfg = mnist_config(mnist_full, out, "ema.enabled=true")
-    return keras_cnn.train(cfg)
-
-
+    cfg = mnist_config(mnist_small, out, "ema.enabled=true", "ema.decay=0.9", "run.epochs=5", "data.batch_size=32")
+    return keras_cnn.train(cfg, verbose=0)
 
 
 @pytest.fixture(scope="session")
@@ -107,4 +121,4 @@ def trained_cifar(cifar_folder, tmp_path_factory):
         "model.name=resnet20", "model.shortcut=identity", "data.batch_size=32", "run.epochs=1", "run.steps_per_epoch=4",
         "ema.enabled=true", "ema.decay=0.9", "data.crop_padding=4", "data.flip=true",
     ])
-    return keras_cnn.train(cfg)
+    return keras_cnn.train(cfg, verbose=0)

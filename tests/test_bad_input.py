@@ -5,6 +5,7 @@ a finished run, and checks that every byte of that run is unchanged afterwards.
 """
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +15,6 @@ from PIL import Image
 
 from keras_cnn.cli import benchmark, diagnose, evaluate, export, params, predict, train
 from tuning import sweep, tune
-
 
 
 def snapshot(root):
@@ -40,13 +40,13 @@ def world(tmp_path_factory, mnist_npz):
         for i in range(3):
             Image.fromarray(np.full((8, 8, 3), 40 * c + i, np.uint8)).save(folder / name / f"{i}.png")
     corrupt = root / "corrupt"
-    os.system(f"cp -r {folder} {corrupt}")
+    shutil.copytree(folder, corrupt)
     (corrupt / "a" / "bad.jpg").write_bytes(b"\xff\xd8 broken")
     empty_class = root / "empty_class"
-    os.system(f"cp -r {folder} {empty_class}")
+    shutil.copytree(folder, empty_class)
     (empty_class / "c").mkdir()
     mixed = root / "mixed"
-    os.system(f"cp -r {folder} {mixed}")
+    shutil.copytree(folder, mixed)
     Image.fromarray(np.zeros((9, 7, 3), np.uint8)).save(mixed / "a" / "odd.png")
     one_class = root / "one_class" / "only"
     one_class.mkdir(parents=True)
@@ -77,12 +77,12 @@ def C(main, *argv):
 
 
 CASES = {
-    "negative learning rate": (T("--lr", "-0.1"), "learning rate must be positive"),
-    "zero batch size": (T("--batch-size", "0"), "batch size must be at least 1"),
-    "zero epochs": (T("--epochs", "0"), "epochs must be at least 1"),
-    "dropout 1.5": (T("--model", "mlp", "--dropout", "1.5"), "dropout must be in [0, 1)"),
-    "label smoothing 1": (T("--set", "optimizer.label_smoothing=1"), "label smoothing"),
-    "negative weight decay": (T("--weight-decay", "-1"), "weight decay must be >= 0"),
+    "negative learning rate": (T("--lr", "-0.1"), "optimizer.learning_rate must be greater than 0"),
+    "zero batch size": (T("--batch-size", "0"), "data.batch_size must be at least 1"),
+    "zero epochs": (T("--epochs", "0"), "run.epochs must be at least 1"),
+    "dropout 1.5": (T("--model", "mlp", "--dropout", "1.5"), "model.dropout must be in [0, 1)"),
+    "label smoothing 1": (T("--set", "optimizer.label_smoothing=1"), "optimizer.label_smoothing must be in [0, 1)"),
+    "negative weight decay": (T("--weight-decay", "-1"), "optimizer.weight_decay must be at least 0"),
     "epochs not a number": (T("--set", "run.epochs=ten"), "expected an integer"),
     "bool not a bool": (T("--set", "data.flip=maybe"), "expected true or false"),
     "unknown config key": (T("--set", "optimizer.lr=1"), "unknown field"),
@@ -91,12 +91,12 @@ CASES = {
     "unknown flag": (T("--epoch", "3"), "unrecognized arguments"),
     "unknown model": (T("--model", "resnet21"), "unknown model 'resnet21'"),
     "unknown model option": (T("--model", "linear", "--hidden", "3"), "has no option 'hidden'"),
-    "unknown optimizer": (T("--optimizer", "sgdr"), "unknown optimizer"),
-    "unknown schedule": (T("--schedule", "linear"), "unknown schedule"),
-    "unknown strategy": (T("--strategy", "tpu"), "unknown strategy"),
+    "unknown optimizer": (T("--optimizer", "sgdr"), "unknown optimizer.name"),
+    "unknown schedule": (T("--schedule", "linear"), "unknown schedule.name"),
+    "unknown strategy": (T("--strategy", "tpu"), "unknown run.strategy"),
     "multi_worker without TF_CONFIG": (T("--strategy", "multi_worker"), "needs TF_CONFIG"),
     "float16 on a CPU": (T("--precision", "mixed_float16"), "mixed_float16 is for GPUs"),
-    "unknown normalization": (T("--set", "data.normalization=zscore"), "unknown normalization"),
+    "unknown normalization": (T("--set", "data.normalization=zscore"), "unknown data.normalization"),
     "validation larger than data": (T("--val-size", "5000"), "validation size 5000 must be in"),
     "missing data dir": (T("--data-dir", "{root}/nowhere"), "does not exist"),
     "npz without keys": (T("--data-dir", "{root}/nokeys.npz"), "lacks x_train"),
@@ -109,7 +109,7 @@ CASES = {
     "mixed image sizes": (T("--data-dir", "{root}/mixed"), "mixes image sizes"),
     "fewer than 2 classes": (T("--data-dir", "{root}/one_class"), "at least 2"),
     "run name taken by another config": (T("--name", "done", "--lr", "0.5"), "exists with a different config"),
-    "output dir under a file": (T("--output-dir", "{root}/a_file/runs"), "cannot create run directory"),
+    "output dir under a file": (T("--output-dir", "{root}/a_file/runs"), "cannot create"),
     "checkpoint of another class count": (C(export.main, "--run", "{run}", "--checkpoint", "{other_ckpt}",
                                             "--export-dir", "{root}/exports"), "does not fit this model"),
     "export a missing checkpoint": (C(export.main, "--run", "{run}", "--checkpoint", "{root}/none.npz"), "does not exist"),
@@ -149,7 +149,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_results_untouched(case, world, 
 def test_full_disk_is_one_line_exit_2_and_keeps_the_earlier_run(world, tmp_path):
     """CI runs as root, so permissions cannot stop writes: cap the file size (RLIMIT_FSIZE)."""
     results = tmp_path / "results"
-    os.system(f"cp -r {world['results']} {results}")
+    shutil.copytree(world["results"], results)
     before = snapshot(results)
     script = (
         "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"

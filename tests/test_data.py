@@ -6,9 +6,11 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import CIFAR_CLASSES
 from PIL import Image
 
-from keras_cnn.cli import benchmark, train as train_cli
+from keras_cnn.cli import benchmark
+from keras_cnn.cli import train as train_cli
 from keras_cnn.config import DataConfig
 from keras_cnn.data import Normalizer, prepare_data
 from keras_cnn.data.pipeline import make_dataset
@@ -16,15 +18,12 @@ from keras_cnn.data.sources import DATA_ROOT_ENV, load_data, load_image_folder, 
 from keras_cnn.data.split import stratified_split
 from keras_cnn.errors import UsageError
 
-from conftest import CIFAR_CLASSES
-
-
 # ------------------------------------------------------------------------ sources
 
 
 def test_npz_file_and_directory(mnist_npz, tmp_path):
     data = load_npz(str(mnist_npz), "mnist")
-    assert data.train.images.shape == (2000, 28, 28, 1) and data.train.images.dtype == np.uint8
+    assert data.train.images.shape == (600, 28, 28, 1) and data.train.images.dtype == np.uint8
     assert data.class_names == [str(d) for d in range(10)]
     directory = tmp_path / "mnist"
     directory.mkdir()
@@ -90,6 +89,7 @@ def test_split_is_seeded_disjoint_and_stratified():
     assert np.bincount(labels[val_a]).tolist() == [20] * 10
 
 
+@pytest.mark.shared_data
 def test_prepare_data_carves_default_validation_and_fits_training_stats(mnist_full):
     data = prepare_data(DataConfig(dataset="mnist", data_dir=str(mnist_full)))
     assert len(data.validation) == 10000 and len(data.train) == 50000 and data.val_size == 10000

@@ -9,13 +9,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT
 from PIL import Image
 
-from keras_cnn.cli import evaluate, export as export_cli, predict
+from keras_cnn.cli import evaluate, predict
+from keras_cnn.cli import export as export_cli
 from keras_cnn.data import Normalizer
 from keras_cnn.export import float32_copy
-
-from conftest import ROOT
 
 FRESH = ROOT / "tests" / "serve_fresh_process.py"
 
@@ -72,11 +72,11 @@ def test_export_cli_writes_numbered_versions_atomically(trained_mlp, tmp_path, c
     assert spec.shape.as_list() == [None, 28, 28, 1] and spec.dtype == tf.uint8
 
 
-def test_export_from_a_checkpoint_uses_its_ema_weights(trained_mlp, tmp_path, mnist_full):
+def test_export_from_a_checkpoint_uses_its_ema_weights(trained_mlp, tmp_path, mnist_npz):
     checkpoint = sorted((p for p in os.listdir(os.path.join(trained_mlp.run_dir, "checkpoints")) if p.startswith("ckpt-")))[-1]
     path = os.path.join(trained_mlp.run_dir, "checkpoints", checkpoint)
     assert export_cli.main(["--run", trained_mlp.run_dir, "--checkpoint", path, "--export-dir", str(tmp_path)]) == 0
-    with np.load(mnist_full / "train.npz") as f:
+    with np.load(mnist_npz) as f:
         images = f["x_train"][:64, :, :, None]
     served = tf.saved_model.load(str(tmp_path / "mlp-mnist" / "1")).signatures["serving_default"]
     probabilities = served(images=tf.constant(images))["probabilities"].numpy()
@@ -84,7 +84,7 @@ def test_export_from_a_checkpoint_uses_its_ema_weights(trained_mlp, tmp_path, mn
     assert np.abs(probabilities - keras_probabilities(trained_mlp.run_dir, images)).max() < 1e-5
 
 
-def test_saved_model_cli_shows_signatures_and_runs_an_npy_batch(trained_mlp, tmp_path, mnist_full):
+def test_saved_model_cli_shows_signatures_and_runs_an_npy_batch(trained_mlp, tmp_path, mnist_npz):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     if not os.path.exists(cli):
         pytest.skip("saved_model_cli is not installed beside this Python")
@@ -94,7 +94,7 @@ def test_saved_model_cli_shows_signatures_and_runs_an_npy_batch(trained_mlp, tmp
     for needle in ("signature_def['serving_default']", "signature_def['serve_image_bytes']", "inputs['images']",
                    "inputs['image_bytes']", "outputs['probabilities']", "outputs['classes']", "outputs['class_names']"):
         assert needle in shown.stdout, needle
-    with np.load(mnist_full / "train.npz") as f:
+    with np.load(mnist_npz) as f:
         np.save(tmp_path / "batch.npy", f["x_train"][:2, :, :, None])
     ran = subprocess.run([cli, "run", "--dir", version, "--tag_set", "serve", "--signature_def", "serving_default",
                           "--inputs", f"images={tmp_path / 'batch.npy'}"], capture_output=True, text=True, timeout=300)

@@ -9,10 +9,9 @@ import time
 
 import keras
 import numpy as np
+from conftest import ROOT, child_env
 
 from keras_cnn.config import TrainConfig, apply_overrides
-
-from conftest import ROOT, child_env
 
 HELPER = ROOT / "tests" / "helpers" / "train_and_dump.py"
 
@@ -21,9 +20,8 @@ def train_argv(data_dir, output_dir):
     return [
         sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "mlp", "--hidden", "256",
         "--dataset", "mnist", "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--name", "kill",
-        "--epochs", "3", "--batch-size", "32", "--lr", "0.05", "--schedule", "cosine", "--ema",
-        "--set", "data.train_limit=12000", "--set", "data.val_limit=1000", "--set", "run.steps_per_call=5",
-        "--set", "run.checkpoint_every_steps=25", "--set", "model.dropout=0.1",
+        "--epochs", "3", "--batch-size", "8", "--lr", "0.02", "--schedule", "cosine", "--ema",
+        "--set", "run.steps_per_call=1", "--set", "run.checkpoint_every_steps=4", "--set", "model.dropout=0.1",
     ]
 
 
@@ -31,16 +29,16 @@ def final_weights(run_dir):
     return keras.models.load_model(run_dir / "model.keras").get_weights()
 
 
-def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(mnist_full, tmp_path):
-    reference = subprocess.run(train_argv(mnist_full, tmp_path / "ref"), env=child_env(), capture_output=True, text=True, timeout=600)
+def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(mnist_small, tmp_path):
+    reference = subprocess.run(train_argv(mnist_small, tmp_path / "ref"), env=child_env(), capture_output=True, text=True, timeout=600)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
-    argv = train_argv(mnist_full, tmp_path / "killed")
+    argv = train_argv(mnist_small, tmp_path / "killed")
     checkpoints_dir = tmp_path / "killed" / "kill" / "checkpoints"
     proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    # Wait for a mid-epoch checkpoint of epoch 2 (index 1), then kill without warning.
-    while time.time() < deadline and not list(checkpoints_dir.glob("ckpt-e0001-b0001*.npz")):
+    # Wait for a mid-epoch checkpoint of epoch 2 (index 1; 67 steps an epoch), then kill without warning.
+    while time.time() < deadline and not (checkpoints_dir / "ckpt-e0001-b000016.npz").exists():
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -71,12 +69,12 @@ def free_ports(n):
     return ports
 
 
-def test_two_workers_on_localhost_end_with_identical_weights(mnist_full, tmp_path):
+def test_two_workers_on_localhost_end_with_identical_weights(mnist_small, tmp_path):
     cfg = apply_overrides(TrainConfig(), [
-        "data.dataset=mnist", f"data.data_dir={mnist_full}", f"run.output_dir={tmp_path / 'runs'}",
+        "data.dataset=mnist", f"data.data_dir={mnist_small}", f"run.output_dir={tmp_path / 'runs'}",
         "model.name=mlp", "model.hidden=64", "model.batch_norm=true", "model.dropout=0.1",
         "optimizer.weight_decay=5e-4", "optimizer.learning_rate=0.05", "run.strategy=multi_worker",
-        "run.epochs=2", "run.steps_per_epoch=20", "data.batch_size=64", "data.train_limit=4000", "data.val_limit=500",
+        "run.epochs=2", "run.steps_per_epoch=8", "data.batch_size=64",
     ])
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))

@@ -15,10 +15,9 @@ import time
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT, child_env
 
 from tuning.trials import read_trials
-
-from conftest import ROOT, child_env
 
 TRAIN_CYCLES = int(os.environ.get("KERAS_CNN_FAULT_CYCLES", "3"))
 SEARCH_CYCLES = int(os.environ.get("KERAS_CNN_FAULT_SEARCH_CYCLES", "2"))
@@ -26,26 +25,31 @@ SEARCH_CYCLES = int(os.environ.get("KERAS_CNN_FAULT_SEARCH_CYCLES", "2"))
 
 def train_argv(data, out):
     return [sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "mlp", "--hidden", "64", "--dataset", "mnist",
-            "--data-dir", str(data), "--output-dir", str(out), "--name", "r", "--epochs", "3", "--batch-size", "64",
+            "--data-dir", str(data), "--output-dir", str(out), "--name", "r", "--epochs", "3", "--batch-size", "16",
             "--lr", "0.05", "--ema", "--precision", "float32", "--set", "run.checkpoint_every_steps=10",
-            "--set", "run.steps_per_call=5", "--set", "model.dropout=0.1"]
+            "--set", "run.steps_per_call=2", "--set", "model.dropout=0.1"]
 
 
-def kill_once(argv, mode, rng, watch_dir):
-    """Run argv and kill it: at a random moment, or at a fault point; returns how it ended."""
+def kill_once(argv, mode, rng, span):
+    """Run argv and SIGKILL it, at a random moment or at a fault point; returns how, and asserts the
+    kill landed (a process that exited first would make the cycle test nothing)."""
     if mode == "random":
         proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        delay = rng.uniform(2.0, 9.0)
+        delay = rng.uniform(*span)  # a fraction of an uninterrupted run's wall time: always before it ends
         start = time.time()
         while time.time() - start < delay and proc.poll() is None:
             time.sleep(0.02)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        return f"random {delay:.1f}s"
-    site, count = mode
-    proc = subprocess.run(argv, env=child_env(KERAS_CNN_FAULT=f"{site}:{count}"), capture_output=True, timeout=600)
-    return f"{site}:{count} rc={proc.returncode}"
+        returncode = proc.wait()
+        how = f"random {delay:.1f}s"
+    else:
+        site, count = mode
+        returncode = subprocess.run(argv, env=child_env(KERAS_CNN_FAULT=f"{site}:{count}"), capture_output=True,
+                                    timeout=600).returncode
+        how = f"{site}:{count}"
+    assert returncode == -signal.SIGKILL, f"{how}: the process ended by itself (rc {returncode}) before the kill"
+    return how
 
 
 def finish(argv, tries=3):
@@ -62,7 +66,9 @@ def weights(run_dir):
 
 def train_cycles(mnist_npz, tmp_path, cycles):
     reference = tmp_path / "reference"
+    started = time.time()
     finish(train_argv(mnist_npz, reference))
+    span = (0.3 * (time.time() - started), 0.85 * (time.time() - started))
     expected = weights(reference / "r")
     rng = random.Random(1234)
     modes = ["random", ("before_rename", None), ("before_append", 1)]
@@ -72,7 +78,7 @@ def train_cycles(mnist_npz, tmp_path, cycles):
         if mode[0] == "before_rename":
             mode = ("before_rename", rng.randint(1, 14))  # checkpoints, history, plots, model, export
         out = tmp_path / f"cycle{cycle}"
-        how = kill_once(train_argv(mnist_npz, out), mode, rng, out)
+        how = kill_once(train_argv(mnist_npz, out), mode, rng, span)
         finish(train_argv(mnist_npz, out))
         with open(out / "r" / "history.csv") as f:
             assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3], how
@@ -91,29 +97,33 @@ def train_cycles(mnist_npz, tmp_path, cycles):
 def test_training_survives_seeded_kills(mnist_npz, tmp_path):
     survived = train_cycles(mnist_npz, tmp_path, TRAIN_CYCLES)
     print("kills survived:", survived)
-    assert len(survived) == TRAIN_CYCLES
+    assert len(set(survived)) == TRAIN_CYCLES  # every cycle killed the run at a different point
 
 
 @pytest.mark.slow
 def test_training_survives_twenty_seeded_kills(mnist_npz, tmp_path):
     survived = train_cycles(mnist_npz, tmp_path, 20)
     print("kills survived:", survived)
+    assert len(survived) == 20
 
 
 def search_argv(data, out):
     return [sys.executable, str(ROOT / "scripts" / "tune.py"), "--model", "mlp", "--dataset", "mnist", "--data-dir", str(data),
             "--output-dir", str(out), "--max-trials", "3", "--epochs-per-trial", "2", "--set", "model.hidden=32",
-            "--set", "data.train_limit=1500", "--set", "data.val_limit=300", "--set", "run.steps_per_epoch=10",
+            "--set", "data.batch_size=32", "--set", "run.steps_per_epoch=10",
             "--set", "run.checkpoint_every_steps=5", "--set", "run.steps_per_call=5", "--set", "run.precision=float32"]
 
 
 def search_cycles(mnist_npz, tmp_path, cycles):
     rng = random.Random(99)
+    started = time.time()
+    finish(search_argv(mnist_npz, tmp_path / "reference"))
+    span = (0.3 * (time.time() - started), 0.85 * (time.time() - started))
     survived = []
     for cycle in range(cycles):
         out = tmp_path / f"search{cycle}"
         mode = "random" if cycle % 2 == 0 else ("before_rename", rng.randint(1, 30))
-        how = kill_once(search_argv(mnist_npz, out), mode, rng, out)
+        how = kill_once(search_argv(mnist_npz, out), mode, rng, span)
         finish(search_argv(mnist_npz, out))
         rows = read_trials(out / "mlp-mnist-random" / "trials.csv")
         assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2"], (how, rows)
@@ -128,4 +138,6 @@ def test_search_survives_seeded_kills(mnist_npz, tmp_path):
 
 @pytest.mark.slow
 def test_search_survives_ten_seeded_kills(mnist_npz, tmp_path):
-    print("search kills survived:", search_cycles(mnist_npz, tmp_path, 10))
+    survived = search_cycles(mnist_npz, tmp_path, 10)
+    print("search kills survived:", survived)
+    assert len(survived) == 10

@@ -10,12 +10,11 @@ import sys
 import time
 
 import pytest
+from conftest import ROOT, child_env
 
 from keras_cnn.errors import UsageError
 from tuning import spaces, sweep, tune
 from tuning.trials import read_trials
-
-from conftest import ROOT, child_env
 
 SMALL = ["--set", "data.train_limit=1000", "--set", "data.val_limit=300", "--set", "run.steps_per_epoch=8",
          "--set", "data.batch_size=64", "--set", "run.precision=float32"]

@@ -1,36 +1,17 @@
 """KerasTuner over keras_cnn.train: every trial is a real training run with its own run dir."""
-import math
 import os
-import time
 
 import keras_tuner
 
-import keras_cnn
 from keras_cnn.config import apply_overrides
 from keras_cnn.errors import UsageError
-from keras_cnn.training.loop import Callback
 from tuning import spaces
-from tuning.trials import columns_for, plot_search, read_trials, upsert_trial
+from tuning.runner import run_trial
+from tuning.trials import columns_for, plot_search, read_trials
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
-DIVERGENCE_FACTOR = 3.0
 # What a diverged trial reports: the worst possible accuracy, finite so every oracle copes.
 WORST_SCORE = 0.0
-
-
-class DivergenceAbort(Callback):
-    """CS231n's early abort: stop when the loss exceeds 3x its first value or is not finite."""
-
-    def __init__(self, factor=DIVERGENCE_FACTOR):
-        self.factor, self.initial, self.diverged = factor, None, False
-
-    def on_batch_end(self, trainer, step, logs):
-        loss = logs["batch_loss"]
-        if self.initial is None and math.isfinite(loss):
-            self.initial = loss
-        if not math.isfinite(loss) or (self.initial is not None and loss > self.factor * self.initial):
-            self.diverged = True
-            trainer.stop_training = True
 
 
 class KerasCnnTuner(keras_tuner.Tuner):
@@ -50,27 +31,14 @@ class KerasCnnTuner(keras_tuner.Tuner):
             # KerasTuner may hand out a trial again after a crash; never train it twice.
             return {"val_accuracy": float(existing["best_val_accuracy"] or WORST_SCORE)}
         cfg = self.trial_config(trial.trial_id, values, hp)
-        row = {"trial_id": trial.trial_id, "status": "running", **{spaces.column(p): v for p, v in values.items()},
-               "seed": cfg.run.seed, "run_dir": os.path.join(cfg.run.output_dir, cfg.run.name),
-               "tuner_id": self.tuner_id}
-        upsert_trial(self.trials_path, row, self.columns)
-        abort = DivergenceAbort()
-        start = time.perf_counter()
+        row = {"trial_id": trial.trial_id, **{spaces.column(p): v for p, v in values.items()},
+               "seed": cfg.run.seed, "run_dir": os.path.join(cfg.run.output_dir, cfg.run.name), "tuner_id": self.tuner_id}
         try:
-            result = keras_cnn.train(cfg, callbacks=[abort])
+            row = run_trial(cfg, self.trials_path, row, self.columns)
         except UsageError as err:
-            upsert_trial(self.trials_path, {**row, "status": "failed"}, self.columns)
             raise keras_tuner.errors.FailedTrialError(str(err)) from None
-        diverged = abort.diverged or result.status == "diverged"
-        accs = [(r.get("val_accuracy"), r.get("val_loss")) for r in result.history if r.get("val_accuracy") not in (None, "")]
-        best_acc, best_loss = max(accs) if accs and not diverged else (None, None)
-        row.update(
-            status="diverged" if diverged else "finished",
-            best_val_accuracy=best_acc, best_val_loss=best_loss, epochs=len(result.history),
-            seconds=round(time.perf_counter() - start, 1),
-        )
-        upsert_trial(self.trials_path, row, self.columns)
-        return {"val_accuracy": WORST_SCORE if diverged or best_acc is None else float(best_acc)}
+        score = row["best_val_accuracy"]
+        return {"val_accuracy": WORST_SCORE if row["status"] == "diverged" or score is None else float(score)}
 
     def trial_config(self, trial_id, values, hp):
         assignments = [f"{p}={v}" for p, v in values.items()]

@@ -18,11 +18,14 @@ one row per arm (mean, std, min, max of the best validation accuracy). Reruns re
 """
 import os
 import statistics
-import time
 import tomllib
 
-from keras_cnn.cli.common import ArgumentParser, quiet_tensorflow
-from keras_cnn.errors import UsageError, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.config import TrainConfig, apply_overrides
+from keras_cnn.errors import UsageError
+from keras_cnn.io import atomic_write, csv_text
+from tuning.runner import run_trial
+from tuning.trials import columns_for, read_trials
 
 
 def load_lab(path):
@@ -45,7 +48,6 @@ def assignments(table):
 
 @cli_entry
 def main(argv=None):
-    quiet_tensorflow()
     parser = ArgumentParser(prog="sweep.py", description=__doc__.splitlines()[0])
     parser.add_argument("lab", help="a lab TOML file")
     parser.add_argument("--seeds", type=int, default=3, help="repeats per arm (seeds 0..N-1)")
@@ -56,11 +58,6 @@ def main(argv=None):
     if args.seeds < 1:
         raise UsageError("--seeds must be at least 1")
 
-    import keras_cnn
-    from keras_cnn.config import TrainConfig, apply_overrides
-    from keras_cnn.reports import atomic_write, csv_text
-    from tuning.search import DivergenceAbort
-    from tuning.trials import columns_for, read_trials, upsert_trial
 
     name, base, arms = load_lab(args.lab)
     sweep_dir = os.path.join(args.output_dir, name)
@@ -81,18 +78,10 @@ def main(argv=None):
                 continue
             run_cfg = apply_overrides(cfg, [f"run.seed={seed}", f"run.output_dir={os.path.join(sweep_dir, 'runs')}",
                                             f"run.name={trial_id}", "run.export=false"])
-            row = {"trial_id": trial_id, "status": "running", "arm": arm, "seed": seed,
+            row = {"trial_id": trial_id, "arm": arm, "seed": seed,
                    **{k: arms[arm].get(k, "") for k in changed},
                    "run_dir": os.path.join(run_cfg.run.output_dir, trial_id)}
-            upsert_trial(trials_path, row, columns)
-            abort, start = DivergenceAbort(), time.perf_counter()
-            result = keras_cnn.train(run_cfg, callbacks=[abort])
-            accs = [(r["val_accuracy"], r["val_loss"]) for r in result.history if r.get("val_accuracy") not in (None, "")]
-            diverged = abort.diverged or result.status == "diverged"
-            best = max(accs) if accs and not diverged else (None, None)
-            row.update(status="diverged" if diverged else "finished", best_val_accuracy=best[0], best_val_loss=best[1],
-                       epochs=len(result.history), seconds=round(time.perf_counter() - start, 1))
-            upsert_trial(trials_path, row, columns)
+            run_trial(run_cfg, trials_path, row, columns)
 
     rows = read_trials(trials_path)
     summary = []

@@ -13,9 +13,15 @@ import json
 import logging
 import os
 import shlex
+import shutil
 
-from keras_cnn.cli.common import ArgumentParser, quiet_tensorflow
-from keras_cnn.errors import UsageError, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.config import TrainConfig, apply_overrides
+from keras_cnn.errors import UsageError, choose
+from keras_cnn.io import write_json
+from keras_cnn.presets import preset
+from tuning import search, spaces
+from tuning.trials import read_trials
 
 
 def build_parser():
@@ -40,13 +46,8 @@ def build_parser():
 
 @cli_entry
 def main(argv=None):
-    quiet_tensorflow()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from keras_cnn.config import TrainConfig, apply_overrides, preset
-    from keras_cnn.errors import choose
-    from tuning import search, spaces
-    from tuning.trials import read_trials
 
     choose("tuner", args.tuner, search.TUNERS)
     if args.max_trials < 1 or args.epochs_per_trial < 1 or args.top < 1:
@@ -76,7 +77,6 @@ def main(argv=None):
         # KerasTuner writes its oracle and trial JSON in place; a kill mid-write leaves it
         # unreadable. trials.csv is the source of truth: rebuild the oracle from scratch with
         # the same seed, and finished trials are answered from trials.csv, not retrained.
-        import shutil
 
         logging.warning("KerasTuner state in %s is damaged (%s); rebuilding it from trials.csv", search_dir, err)
         shutil.rmtree(os.path.join(search_dir, "keras_tuner"), ignore_errors=True)
@@ -111,14 +111,11 @@ def _check_same_search(search_dir, args, space):
             raise UsageError(f"{search_dir} holds a search with other settings; choose another --name or pass --overwrite")
         return
     if args.overwrite and os.path.isdir(search_dir):
-        import shutil
-
         shutil.rmtree(search_dir)
     try:
         os.makedirs(search_dir, exist_ok=True)
     except OSError as err:
         raise UsageError(f"cannot create {search_dir} ({err.strerror}); choose a writable --output-dir") from None
-    from keras_cnn.reports import write_json
 
     write_json(path, record)
 

@@ -6,7 +6,8 @@
 
 `--model`: training images/s of keras_cnn's own training step (the Trainer that train()
 uses) on random data of the real shape, doing the reference's work: SGD with Nesterov
-momentum 0.9, weight decay 5e-4, no EMA; warm-up excluded. `--vs-torch PYTHON` runs
+momentum 0.9, weight decay 5e-4, no EMA; warm-up excluded. `--mode eval` times the Trainer's
+evaluation step instead (inference in the training precision), beside torch's `--mode eval`. `--vs-torch PYTHON` runs
 ../shared/bench/torch_reference.py with that interpreter in the same invocation, interleaved
 with keras_cnn's runs, and prints min/median/max ratios.
 
@@ -15,16 +16,23 @@ batch from memory), reported per epoch after the first; `--compare-keras` also t
 `keras.utils.image_dataset_from_directory` on the same folder.
 """
 import json
+import os
 import statistics
 import time
 
-from keras_cnn.cli.common import ArgumentParser, quiet_tensorflow
-from keras_cnn.errors import UsageError, cli_entry
+import keras
+import tensorflow as tf
+
+from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.config import DataConfig
+from keras_cnn.data import prepare_data
+from keras_cnn.data.pipeline import make_dataset
+from keras_cnn.errors import UsageError
+from keras_cnn.perf import benchmark_models, measure_peaks
 
 
 @cli_entry
 def main(argv=None):
-    quiet_tensorflow()
     parser = ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", nargs="+", help="models whose training step to time, e.g. resnet20 vgg16 alexnet")
     parser.add_argument("--precision", nargs="+", default=["auto"],
@@ -33,6 +41,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=30, help="untimed steps first (tracing, oneDNN primitive caches)")
     parser.add_argument("--repeats", type=int, default=1, help="measurements per configuration")
     parser.add_argument("--steps-per-call", type=int, default=10)
+    parser.add_argument("--mode", default="train", choices=("train", "eval"),
+                        help="train: the training step; eval: the Trainer's evaluation step (inference)")
     parser.add_argument("--vs-torch", metavar="PYTHON", help="interpreter with torch 2.13 for the reference")
     parser.add_argument("--torch-reference", default=None, help="path to torch_reference.py (default ../shared/bench/)")
     parser.add_argument("--pipeline", action="store_true", help="benchmark the input pipeline alone")
@@ -50,24 +60,20 @@ def main(argv=None):
     if args.batch_size < 1 or args.epochs < 1 or args.steps < 1 or args.repeats < 1:
         raise UsageError("--batch-size, --epochs, --steps and --repeats must be at least 1")
     if args.peaks:
-        from keras_cnn.perf import measure_peaks
-
         print(json.dumps(measure_peaks()), flush=True)
     if args.pipeline:
         print(json.dumps(benchmark_pipeline(args)), flush=True)
         if args.compare_keras:
             print(json.dumps(benchmark_keras_folder(args)), flush=True)
     if args.model:
-        from keras_cnn.perf import benchmark_models
-
-        benchmark_models(args)
+        benchmark_models(args.model, args.precision, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
+                         repeats=args.repeats, steps_per_call=args.steps_per_call, mode=args.mode,
+                         torch_python=args.vs_torch, torch_script=args.torch_reference,
+                         emit=lambda line: print(line, flush=True))
     return 0
 
 
 def benchmark_pipeline(args):
-    from keras_cnn.config import DataConfig
-    from keras_cnn.data import prepare_data
-    from keras_cnn.data.pipeline import make_dataset
 
     cfg = DataConfig(
         dataset=args.dataset,
@@ -98,10 +104,7 @@ def benchmark_pipeline(args):
 
 
 def benchmark_keras_folder(args):
-    import os
 
-    import keras
-    import tensorflow as tf
 
     folder = args.data_dir
     if folder and os.path.isdir(os.path.join(folder, "train")):

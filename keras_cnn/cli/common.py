@@ -1,31 +1,86 @@
-"""Argument parsing shared by the CLIs: one-line errors, model options, shapes."""
+"""What every CLI shares: the entry wrapper (one line per error, never a traceback), argument parsing,
+model options, shapes."""
 import argparse
+import datetime
+import errno
+import functools
 import os
+import sys
+import traceback
 
-from keras_cnn.errors import UsageError
+from keras_cnn import interrupts, run_dir
+from keras_cnn.cache import cache_dir
+from keras_cnn.errors import PATH_ERRORS, SPACE_ERRORS, Interrupted, UsageError
 
 
-def quiet_tensorflow():
-    """Keep TensorFlow's start-up chatter off the terminal; KERAS_CNN_VERBOSE=1 shows it.
+def cli_entry(main):
+    """Wrap a CLI's main(argv): SIGINT/SIGTERM stop at a safe point, and every error ends in one line.
 
-    TF 2.21 logs oneDNN/CUDA notices before absl logging is initialised, where
-    TF_CPP_MIN_LOG_LEVEL cannot reach them, so stderr is muted while TF loads and probes
-    its devices. An import failure still raises, and its traceback prints after the restore.
+    UsageError (something to fix) and errors the machine causes (a full disk, no memory) print
+    `error: ...` and return 2; an interrupt prints where it stopped and returns 130 or 143; an
+    unexpected internal error prints one line naming a log file that holds the traceback (in the
+    run's folder when there is one, else in the cache folder) and returns 1.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get("KERAS_CNN_VERBOSE"):
-        return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
 
-        tf.config.list_physical_devices("GPU")
-        tf.get_logger().setLevel("ERROR")
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        try:
+            with interrupts.handle_signals():
+                return main(argv)
+        except UsageError as err:
+            return _fail(f"error: {err}", 2)
+        except Interrupted as err:
+            return _fail(str(err), err.exit_status)
+        except KeyboardInterrupt:
+            return _fail("interrupted", 130)
+        except (OSError, MemoryError) as err:
+            message = _machine_error(err)
+            return _fail(message, 2) if message else _crash(err)
+        except Exception as err:  # the last line of defence
+            message = _machine_error(err)
+            return _fail(message, 2) if message else _crash(err)
+
+    return wrapper
+
+
+def _fail(line, status):
+    print(line, file=sys.stderr, flush=True)
+    return status
+
+
+def _machine_error(err):
+    """One line for what the machine did (no room, no memory, an unusable path), or None."""
+    import tensorflow as tf
+
+    if isinstance(err, (MemoryError, tf.errors.ResourceExhaustedError)):
+        return "error: out of memory; lower --batch-size or use a smaller model or image size"
+    if isinstance(err, OSError):
+        where = f" {err.filename}" if err.filename else ""
+        if err.errno in SPACE_ERRORS:
+            return f"error: cannot write{where} ({err.strerror}); free some space or choose another output directory"
+        if err.errno in PATH_ERRORS or err.errno in (errno.EISDIR, errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP):
+            return f"error: cannot use{where} ({err.strerror}); check the path or choose another one"
+        if err.errno == errno.EIO:
+            return f"error: input/output error{where}; the disk or network file system failed, retry or move the data"
+    return None
+
+
+def _crash(err):
+    """Save the traceback where the user will look, and say where in one line."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = "".join(traceback.format_exception(err))
+    for folder in (run_dir.active_run, None):
+        try:
+            directory = folder if folder and os.path.isdir(folder) else cache_dir("crashes")
+            path = os.path.join(directory, f"crash-{stamp}-{os.getpid()}.log")
+            with open(path, "w") as f:
+                f.write(text)
+            break
+        except OSError:
+            path = None
+    where = f"the traceback is in {path}" if path else "the traceback could not be saved"
+    return _fail(f"error: internal error ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                 f"{where}; please report it", 1)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -56,21 +111,34 @@ def parse_shape(text):
 
 
 def add_model_args(parser):
-    """Flags for the model options every family shares (only the ones given are passed on)."""
-    group = parser.add_argument_group("model options (defaults depend on the model)")
+    """Flags for the model options the families share (only the ones given are passed on)."""
+    group = parser.add_argument_group("model options (defaults depend on the model; see params.py --model NAME)")
     group.add_argument("--hidden", type=int, nargs="+", help="MLP hidden sizes, e.g. --hidden 100 100")
-    group.add_argument("--activation", help="relu, leaky_relu, prelu, elu, selu, tanh, sigmoid, maxout")
-    group.add_argument("--kernel-initializer", help="e.g. he_normal, glorot_uniform, random_normal")
+    group.add_argument("--activation", help="relu, leaky_relu, prelu, elu, selu, tanh, sigmoid, maxout, noisy_relu")
+    group.add_argument("--kernel-initializer", help="e.g. he_normal, glorot_uniform, lecun_uniform, random_normal, truncated_normal")
+    group.add_argument("--init-scale", type=float,
+                       help="the initializer's stddev (random/truncated normal), limit (uniform), gain, or variance factor")
+    group.add_argument("--bias-init", type=float, help="constant for hidden biases, e.g. 0.01 for ReLU units")
     group.add_argument("--dropout", type=float, help="dropout rate in [0, 1)")
     group.add_argument("--weight-decay", type=float, help="L2 weight decay (SGD-style coefficient)")
+    group.add_argument("--decay-scope", help="all (every kernel, default) or dense (the hidden fully connected layers only)")
     group.add_argument(
         "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalization"
     )
     group.add_argument("--shortcut", help="ResNet shortcut: projection (B) or identity (A)")
     group.add_argument("--filters", type=int, nargs="+", help="cnn conv widths, e.g. --filters 32 32 64 64")
+    group.add_argument("--kernel-size", type=int, help="cnn convolution size, e.g. 3, 5 or 7")
+    group.add_argument("--lrn", action=argparse.BooleanOptionalAction, default=None,
+                       help="alexnet: local response normalization")
+    group.add_argument("--lrn-depth-radius", type=int, help="alexnet LRN: channels each side (4)")
+    group.add_argument("--lrn-bias", type=float, help="alexnet LRN: bias (1.0)")
+    group.add_argument("--lrn-alpha", type=float, help="alexnet LRN: alpha, multiplying the plain sum (0.001/9)")
+    group.add_argument("--lrn-beta", type=float, help="alexnet LRN: beta (0.75)")
 
 
-MODEL_ARG_NAMES = ("hidden", "activation", "kernel_initializer", "dropout", "weight_decay", "batch_norm", "shortcut", "filters")
+MODEL_ARG_NAMES = ("hidden", "activation", "kernel_initializer", "init_scale", "bias_init", "dropout", "weight_decay",
+                   "decay_scope", "batch_norm", "shortcut", "filters", "kernel_size", "lrn", "lrn_depth_radius",
+                   "lrn_bias", "lrn_alpha", "lrn_beta")
 
 
 def model_options_from_args(args):

@@ -6,20 +6,24 @@
 Writes evaluation.json (accuracy, top-5, log loss), per_class.csv (precision, recall, f1),
 confusion_matrix.csv and confusion_matrix.png into --output-dir (default <run>/eval-<split>).
 """
-import json
+import dataclasses
 import os
 
 import numpy as np
+import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, quiet_tensorflow
-from keras_cnn.errors import UsageError, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.config import TrainConfig
+from keras_cnn.data import load_data, prepare_data
+from keras_cnn.errors import UsageError
+from keras_cnn.evaluation import classification_metrics, write_evaluation
+from keras_cnn.run_dir import RunDir
 
 SPLITS = ("validation", "train", "test", "all")
 
 
 @cli_entry
 def main(argv=None):
-    quiet_tensorflow()
     parser = ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="a run directory (config.json + model.keras)")
@@ -32,7 +36,6 @@ def main(argv=None):
     parser.add_argument("--output-dir")
     args = parser.parse_args(argv)
 
-    from keras_cnn.evaluation import classification_metrics, write_evaluation
 
     if args.run:
         predict, record = _run_predictor(args.run)
@@ -54,43 +57,30 @@ def main(argv=None):
     return 0
 
 
-def _read_record(directory):
-    path = os.path.join(directory, "config.json")
-    if not os.path.isfile(path):
-        raise UsageError(f"{directory} has no config.json; give a run directory written by train.py")
-    with open(path) as f:
-        return json.load(f)
+def _run_predictor(path):
 
 
-def _run_predictor(run_dir):
-    import keras
-    import tensorflow as tf
-
-    from keras_cnn.data import Normalizer
-
-    record = _read_record(run_dir)
-    model_path = os.path.join(run_dir, "model.keras")
-    if not os.path.isfile(model_path):
-        raise UsageError(f"{run_dir} has no model.keras (did the run finish?); finish it by rerunning its train command")
-    model = keras.models.load_model(model_path)
-    normalizer = Normalizer.load(run_dir)
+    run = RunDir(path)
+    record = run.read_record()
+    model, normalizer = run.load_model(), run.load_normalizer()
     return (lambda x: tf.nn.softmax(model(normalizer(x), training=False)).numpy()), record
 
 
 def _saved_model_predictor(path):
-    import tensorflow as tf
+
 
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise UsageError(f"{path} is not a SavedModel directory (no saved_model.pb); give an export version directory")
-    loaded = tf.saved_model.load(path)
+    record = RunDir(path).read_record()  # an export's version folder carries its run's record
+    try:
+        loaded = tf.saved_model.load(path)
+    except (tf.errors.OpError, ValueError, OSError) as err:
+        raise UsageError(f"cannot load the SavedModel in {path} ({type(err).__name__}); it is damaged: export it again") from None
     serve = loaded.signatures["serving_default"]
-    record = _read_record(path)
     return (lambda x: serve(images=tf.constant(x))["probabilities"].numpy()), record
 
 
 def _load_split(record, args):
-    from keras_cnn.config import TrainConfig
-    from keras_cnn.data import load_data, prepare_data
 
     cfg = TrainConfig.from_dict(record["config"])
     dataset = args.dataset or cfg.data.dataset
@@ -117,7 +107,6 @@ def _load_split(record, args):
 
 
 def _replace(data_cfg, **fields):
-    import dataclasses
 
     return dataclasses.replace(data_cfg, **fields)
 

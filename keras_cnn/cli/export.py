@@ -3,13 +3,12 @@
     python scripts/export.py --run runs/resnet20-cifar10 --export-dir exports
     python scripts/export.py --run runs/resnet20-cifar10 --checkpoint runs/resnet20-cifar10/checkpoints/best.npz
 """
-from keras_cnn.cli.common import ArgumentParser, quiet_tensorflow
-from keras_cnn.errors import cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.export import export_run
 
 
 @cli_entry
 def main(argv=None):
-    quiet_tensorflow()
     parser = ArgumentParser(prog="export.py", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="a run directory written by train.py")
     parser.add_argument("--export-dir", default="exports", help="base directory (default exports)")
@@ -17,7 +16,6 @@ def main(argv=None):
     parser.add_argument("--name", help="model name under the export dir (default: the run's name)")
     args = parser.parse_args(argv)
 
-    from keras_cnn.export import export_run
 
     path = export_run(args.run, args.export_dir, checkpoint=args.checkpoint, name=args.name)
     print(f"exported {path}")

@@ -1,6 +1,6 @@
 """Per-layer parameter table for any registered model, ending in Keras's three totals."""
-from keras_cnn.cli.common import ArgumentParser, add_model_args, model_options_from_args, parse_shape, quiet_tensorflow
-from keras_cnn.errors import cli_entry
+from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_options_from_args, parse_shape
+from keras_cnn.models import create_model
 
 
 def parameter_table(model):
@@ -24,7 +24,6 @@ def format_totals(model):
 
 @cli_entry
 def main(argv=None):
-    quiet_tensorflow()
     parser = ArgumentParser(prog="params.py", description=__doc__)
     parser.add_argument("--model", required=True, help="a registered model name (see --list)")
     parser.add_argument("--input-shape", default="32x32x3", help="HxWxC, e.g. 28x28x1 (default 32x32x3)")
@@ -32,7 +31,6 @@ def main(argv=None):
     add_model_args(parser)
     args = parser.parse_args(argv)
 
-    from keras_cnn.models import create_model
 
     model = create_model(args.model, parse_shape(args.input_shape), args.num_classes, **model_options_from_args(args))
     rows = parameter_table(model)

@@ -7,14 +7,14 @@ Uses only TensorFlow (the model's `serve_image_bytes` signature), as a serving c
 import os
 
 import numpy as np
+import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, quiet_tensorflow
-from keras_cnn.errors import UsageError, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.errors import UsageError
 
 
 @cli_entry
 def main(argv=None):
-    quiet_tensorflow()
     parser = ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="an exported SavedModel version directory")
     parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
@@ -23,7 +23,6 @@ def main(argv=None):
     if args.top_k < 1:
         raise UsageError("--top-k must be at least 1")
 
-    import tensorflow as tf
 
     if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
         raise UsageError(f"{args.model} is not a SavedModel directory (no saved_model.pb); give exports/<name>/<version>")

@@ -6,8 +6,13 @@ same --name resumes the run from its last checkpoint.
 """
 import logging
 
-from keras_cnn.cli.common import ArgumentParser, add_model_args, model_options_from_args, quiet_tensorflow
-from keras_cnn.errors import cli_entry
+import keras
+
+import keras_cnn
+from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_options_from_args
+from keras_cnn.config import TrainConfig, apply_overrides
+from keras_cnn.errors import UsageError
+from keras_cnn.presets import PRESETS, preset
 
 # flag -> config path; only flags the user gives override the preset / defaults.
 FLAG_FIELDS = {
@@ -17,6 +22,7 @@ FLAG_FIELDS = {
     "seed": "run.seed", "output_dir": "run.output_dir", "name": "run.name", "strategy": "run.strategy",
     "precision": "run.precision", "ema": "ema.enabled", "overwrite": "run.overwrite",
     "weight_decay": "optimizer.weight_decay", "layer_stats": "run.layer_stats", "init_from": "run.init_from",
+    "image_size": "data.image_size",
 }
 
 
@@ -43,13 +49,24 @@ def build_parser():
     parser.add_argument("--output-dir", help="where run directories go (default runs)")
     parser.add_argument("--name", help="run name (default <model>-<dataset>); the same name resumes")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace a run of the same name with another config")
+    parser.add_argument("--image-size", type=image_size, metavar="SIZE",
+                        help="resize every image to SIZE (224) or HxW (224x160)")
+    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                        help="stop when validation loss has not improved for PATIENCE epochs; keep the best epoch's weights")
+    parser.add_argument("--quiet", action="store_const", const=0, dest="verbose", help="print nothing but errors")
+    parser.add_argument("--verbose", action="store_const", const=2, dest="verbose", help="progress more often")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="any other config field")
     add_model_args(parser)
     return parser
 
 
+def image_size(text):
+    """'224' -> '224x224'; 'HxW' as given (checked when the config is built)."""
+    text = text.strip().lower()
+    return f"{text}x{text}" if text.isdigit() else text
+
+
 def config_from_args(args):
-    from keras_cnn.config import TrainConfig, apply_overrides, preset
 
     cfg = preset(args.preset) if args.preset else TrainConfig()
     assignments = [f"{path}={getattr(args, flag)}" for flag, path in FLAG_FIELDS.items() if getattr(args, flag, None) is not None]
@@ -63,19 +80,23 @@ def config_from_args(args):
 
 @cli_entry
 def main(argv=None):
-    quiet_tensorflow()
     args = build_parser().parse_args(argv)
     if args.list_presets:
-        from keras_cnn.config import PRESETS
-
         print("\n".join(f"{name}\n{name}-smoke" for name in sorted(PRESETS)))
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    verbose = 1 if args.verbose is None else args.verbose
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     cfg = config_from_args(args)
+    callbacks = []
+    if args.early_stopping is not None:
+        if args.early_stopping < 1:
 
-    import keras_cnn
+            raise UsageError(f"--early-stopping must be at least 1 epoch, got {args.early_stopping}")
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
+                                                       restore_best_weights=True))
 
-    result = keras_cnn.train(cfg)
+
+    result = keras_cnn.train(cfg, callbacks=callbacks, verbose=verbose)
     return 0 if result.status != "diverged" else 1
 
 

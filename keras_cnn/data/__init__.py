@@ -9,21 +9,11 @@ __all__ = ["ArraySplit", "LoadedData", "Normalizer", "PreparedData", "load_data"
 
 
 @dataclasses.dataclass
-class PreparedData:
-    train: ArraySplit
-    validation: ArraySplit | None
-    class_names: list
-    normalizer: Normalizer
-    val_size: int  # as used, for config.json
-    description: str
+class PreparedData(LoadedData):
+    """LoadedData after the split is carved and normalization fitted (no test split: it stays unseen)."""
 
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    @property
-    def image_shape(self):
-        return tuple(self.train.images.shape[1:])
+    normalizer: Normalizer = None
+    val_size: int = 0  # as used, for config.json
 
 
 def prepare_data(cfg, *, seed=0):
@@ -40,7 +30,8 @@ def prepare_data(cfg, *, seed=0):
     train = _subset(train, cfg.train_limit, seed)
     validation = _subset(validation, cfg.val_limit, seed)
     normalizer = Normalizer.fit(train.images, cfg.normalization)
-    return PreparedData(train, validation, loaded.class_names, normalizer, val_size, loaded.description)
+    return PreparedData(train=train, validation=validation, class_names=loaded.class_names, description=loaded.description,
+                        normalizer=normalizer, val_size=val_size)
 
 
 def _subset(split, limit, seed):

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn.errors import UsageError, choose
+from keras_cnn.io import atomic_write
 
 MODES = ("none", "center", "standardize", "pca_whiten")
 MAX_WHITEN_DIM = 4096  # a D x D covariance; beyond this PCA whitening is impractical
@@ -65,8 +66,6 @@ class Normalizer:
         return {"mode": self.mode, "mean": self.mean, "std": self.std}
 
     def save(self, directory):
-        from keras_cnn.reports import atomic_write
-
         atomic_write(os.path.join(directory, "normalization.json"), json.dumps(self.to_dict(), indent=2))
         if self.whitening is not None:
             buffer = io.BytesIO()

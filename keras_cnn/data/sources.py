@@ -59,6 +59,12 @@ class LoadedData:
     def image_shape(self):
         return tuple(self.train.images.shape[1:])
 
+    @classmethod
+    def from_splits(cls, splits, class_names, description):
+        """From {"train": ..., "validation": ..., "test": ...} (train required)."""
+        return cls(train=splits["train"], validation=splits.get("validation"), test=splits.get("test"),
+                   class_names=list(class_names), description=description)
+
 
 def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip"):
     """Find and load `dataset`: --data-dir, then $KERAS_CNN_DATA_DIR/<dataset>, then TFDS."""
@@ -195,13 +201,7 @@ def load_image_folder(root, *, image_size=None, on_corrupt="skip"):
     shapes = {s: a.images.shape[1:] for s, a in loaded.items()}
     if len(set(shapes.values())) > 1:
         raise UsageError(f"{root}: splits differ in image shape {shapes}; pass --image-size HxW to resize all")
-    return LoadedData(
-        train=loaded["train"],
-        validation=loaded.get("validation"),
-        test=loaded.get("test"),
-        class_names=class_names,
-        description=f"image_folder:{root}",
-    )
+    return LoadedData.from_splits(loaded, class_names, f"image_folder:{root}")
 
 
 def _subdirs(path):
@@ -286,14 +286,7 @@ def load_tfds(name, data_dir, *, image_size=None):
     label_key = _tfds_keys(builder)[1]
     if "train" not in splits:
         raise UsageError(f"TFDS dataset {name!r} has no train split")
-    names = list(info.features[label_key].names)
-    return LoadedData(
-        train=splits["train"],
-        validation=splits.get("validation"),
-        test=splits.get("test"),
-        class_names=names,
-        description=f"tfds:{builder.name}@{builder.version}",
-    )
+    return LoadedData.from_splits(splits, info.features[label_key].names, f"tfds:{builder.name}@{builder.version}")
 
 
 def _tfds_keys(builder):

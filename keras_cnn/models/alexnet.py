@@ -2,80 +2,43 @@
 
 conv5x5-64 -> relu -> maxpool 3x3/2 -> LRN -> conv5x5-64 -> relu -> LRN -> maxpool 3x3/2
 -> dense 384 -> dense 192 -> logits: 1,068,298 parameters at 24x24 inputs (the tutorial's
-crops), 1,756,426 at 32x32.
+crops), 1,756,426 at 32x32. Local response normalization (Krizhevsky et al. 2012, section
+3.3) with the tutorial's settings by default: depth radius 4, bias 1, alpha 0.001/9, beta 0.75.
 """
 import keras
 
-from keras_cnn.models import register
-from keras_cnn.models.layers import (
-    Conv2D,
-    make_batch_norm,
-    LocalResponseNormalization,
-    apply_activation,
-    check_rate,
-    initializer,
-    logits_layer,
-    regularizer,
-    width_multiplier,
-)
+from keras_cnn.models.layers import LayerOptions, LocalResponseNormalization, shared_options
+from keras_cnn.models.registry import register
 
 
-def build_alexnet(
-    input_shape,
-    num_classes,
-    *,
-    activation="relu",
-    kernel_initializer="glorot_uniform",
-    dropout=0.0,
-    weight_decay=0.0,
-    batch_norm=False,
-    lrn=True,
-):
-    check_rate("dropout", dropout)
-    widen = width_multiplier(activation)
+def build_alexnet(input_shape, num_classes, *, lrn=True, lrn_depth_radius=4, lrn_bias=1.0, lrn_alpha=0.001 / 9.0,
+                  lrn_beta=0.75, **shared):
+    opts = LayerOptions(**shared)
 
     def conv(x, name):
-        x = Conv2D(
-            64 * widen,
-            5,
-            padding="same",
-            use_bias=not batch_norm,
-            kernel_initializer=initializer(kernel_initializer),
-            kernel_regularizer=regularizer(weight_decay),
-            name=name,
-        )(x)
-        if batch_norm:
-            x = make_batch_norm(f"{name}_bn")(x)
-        return apply_activation(x, activation, name=f"{name}_{activation}")
+        x = opts.norm(opts.conv(x, 64 * opts.widen, 5, name), f"{name}_bn")
+        return opts.act(x, f"{name}_{opts.activation}")
 
     def norm(x, name):
-        # Tutorial values: depth_radius=4, bias=1, alpha=0.001/9, beta=0.75.
-        return LocalResponseNormalization(name=name)(x) if lrn else x
+        if not lrn:
+            return x
+        return LocalResponseNormalization(depth_radius=int(lrn_depth_radius), bias=lrn_bias, alpha=lrn_alpha,
+                                          beta=lrn_beta, name=name)(x)
 
     def pool(x, name):
         return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
 
     def dense(x, units, name):
-        x = keras.layers.Dense(
-            units * widen,
-            kernel_initializer=initializer(kernel_initializer),
-            kernel_regularizer=regularizer(weight_decay),
-            name=name,
-        )(x)
-        x = apply_activation(x, activation, name=f"{name}_{activation}")
-        if dropout:
-            x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
-        return x
+        x = opts.act(opts.dense(x, units * opts.widen, name, bias=True), f"{name}_{opts.activation}")
+        return opts.drop(x, f"{name}_dropout")
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = norm(pool(conv(inputs, "conv1"), "pool1"), "norm1")
     # The tutorial normalizes before the second pool, the reverse of the first block.
     x = pool(norm(conv(x, "conv2"), "norm2"), "pool2")
     x = keras.layers.Flatten(name="flatten")(x)
-    x = dense(x, 384, "fc1")
-    x = dense(x, 192, "fc2")
-    logits = logits_layer(num_classes, kernel_initializer, weight_decay)(x)
-    return keras.Model(inputs, logits, name="alexnet")
+    x = dense(dense(x, 384, "fc1"), 192, "fc2")
+    return keras.Model(inputs, opts.logits(x, num_classes), name="alexnet")
 
 
-register("alexnet", build_alexnet)
+register("alexnet", build_alexnet, shared=shared_options())

@@ -1,63 +1,34 @@
-"""A small configurable convnet: the MNIST CNN of the Keras examples and the labs' "2 vs 4 conv layers".
+"""A small configurable convnet: the MNIST CNN of the Keras examples and the labs' comparisons.
 
-[conv3x3 -> (BN) -> activation] per entry of `filters`, a 2x2 max pool after every
+[conv KxK -> (BN) -> activation] per entry of `filters`, a 2x2 max pool after every
 `pool_every` convs, then dropout, one hidden dense layer, dropout, logits. The default,
-filters=(32, 64), dense=128, is the Keras mnist_cnn example (1,199,882 parameters on MNIST).
+filters=(32, 64), kernel_size=3, dense=128, is the Keras mnist_cnn example (1,199,882
+parameters on MNIST). `kernel_size` lets a lab compare stacked 3x3 convolutions with one
+5x5 or 7x7 of the same receptive field (Simonyan & Zisserman 2014, section 2.3).
 """
 import keras
 
-from keras_cnn.models import register
-from keras_cnn.models.layers import (
-    Conv2D,
-    apply_activation,
-    check_rate,
-    initializer,
-    logits_layer,
-    make_batch_norm,
-    regularizer,
-    width_multiplier,
-)
+from keras_cnn.models.layers import LayerOptions, shared_options
+from keras_cnn.models.registry import register
 
 
-def build_cnn(
-    input_shape,
-    num_classes,
-    *,
-    filters=(32, 64),
-    pool_every=2,
-    dense=128,
-    activation="relu",
-    kernel_initializer="glorot_uniform",
-    dropout=0.25,
-    weight_decay=0.0,
-    batch_norm=False,
-):
-    check_rate("dropout", dropout)
-    widen = width_multiplier(activation)
+def build_cnn(input_shape, num_classes, *, filters=(32, 64), kernel_size=3, pool_every=2, dense=128, **shared):
+    opts = LayerOptions(**shared)
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
+    # The Keras example's convs are unpadded; with pools between them, padding keeps maps from vanishing.
+    padding = "valid" if pool_every >= len(filters) else "same"
     for i, width in enumerate(filters, start=1):
-        name = f"conv{i}"
-        x = Conv2D(
-            int(width) * widen, 3, padding="valid" if pool_every >= len(filters) else "same",
-            use_bias=not batch_norm, kernel_initializer=initializer(kernel_initializer),
-            kernel_regularizer=regularizer(weight_decay), name=name,
-        )(x)
-        if batch_norm:
-            x = make_batch_norm(f"{name}_bn")(x)
-        x = apply_activation(x, activation, name=f"{name}_{activation}")
+        x = opts.conv(x, int(width) * opts.widen, int(kernel_size), f"conv{i}", padding=padding)
+        x = opts.norm(x, f"conv{i}_bn")
+        x = opts.act(x, f"conv{i}_{opts.activation}")
         if i % pool_every == 0 or i == len(filters):
             x = keras.layers.MaxPooling2D(2, name=f"pool{(i + pool_every - 1) // pool_every}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="flatten_dropout")(x)
-    x = keras.layers.Dense(dense * widen, kernel_initializer=initializer(kernel_initializer),
-                           kernel_regularizer=regularizer(weight_decay), name="fc1")(x)
-    x = apply_activation(x, activation, name=f"fc1_{activation}")
-    if dropout:
-        x = keras.layers.Dropout(min(2 * dropout, 0.5), name="fc1_dropout")(x)
-    logits = logits_layer(num_classes, kernel_initializer, weight_decay)(x)
-    return keras.Model(inputs, logits, name="cnn")
+    x = opts.drop(x, "flatten_dropout")
+    x = opts.act(opts.dense(x, dense * opts.widen, "fc1", bias=True), f"fc1_{opts.activation}")
+    x = opts.drop(x, "fc1_dropout", rate=min(2 * opts.dropout, 0.5))
+    return keras.Model(inputs, opts.logits(x, num_classes), name="cnn")
 
 
-register("cnn", build_cnn)
+register("cnn", build_cnn, shared=shared_options(dropout=0.25))

@@ -1,9 +1,12 @@
-"""Custom layers and the activation / initializer lookups every model family shares."""
+"""Custom layers, and LayerOptions: the options every model family shares and the layers built with them."""
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_cnn.errors import UsageError, choose
+from keras_cnn.kernels import BatchNorm, Conv2D
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -75,6 +78,31 @@ class Maxout(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
+class NoisyReLU(keras.layers.Layer):
+    """Noisy rectified linear units (Nair & Hinton 2010): max(0, x + N(0, sigmoid(x))) while training,
+    max(0, x) at inference. The noise's seed generator is a model variable, so a resumed run draws
+    the same noise."""
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if training:
+            x = tf.cast(inputs, tf.float32)
+            noise = keras.random.normal(tf.shape(x), seed=self.seed_generator) * tf.sqrt(tf.sigmoid(x))
+            return tf.cast(tf.nn.relu(x + noise), inputs.dtype)
+        return tf.nn.relu(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
 class ZeroPadShortcut(keras.layers.Layer):
     """ResNet option-A shortcut (He et al. 2015, section 4.2): subsample, zero-pad channels.
 
@@ -128,165 +156,36 @@ class IdentityInit(keras.initializers.Initializer):
         return {"gain": self.gain}
 
 
-@keras.saving.register_keras_serializable(package="keras_cnn")
-class BatchNorm(keras.layers.BatchNormalization):
-    """Keras BatchNormalization computed by TensorFlow's fused kernel (Ioffe & Szegedy 2015).
-
-    Same variables, arguments and semantics as keras.layers.BatchNormalization (biased batch
-    variance in the moving average), but one FusedBatchNormV3 op forward and one backward,
-    which oneDNN runs natively in bfloat16 with float32 statistics. Keras 3's own layer
-    composes moments, casts and arithmetic from a dozen small ops; on the 2-core CPU here
-    that made ResNet-20 training 1.55x (float32) to 1.8x (bfloat16) slower. Synchronized
-    (multi-replica), renorm, masked, float64 and non-4-D cases use the Keras path unchanged.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        rank = len(inputs.shape)
-        if (self.synchronized or self.renorm or mask is not None or rank != 4 or self.axis not in (-1, rank - 1)
-                or inputs.dtype == tf.float64):  # no float64 fused kernel (gradient checks run in float64)
-            return super().call(inputs, training=training, mask=mask)
-        channels = inputs.shape[-1]
-        gamma = tf.cast(self.gamma.value, tf.float32) if self.scale else tf.ones([channels])
-        beta = tf.cast(self.beta.value, tf.float32) if self.center else tf.zeros([channels])
-        if training and self.trainable:
-            outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=gamma, offset=beta, mean=tf.zeros([0]), variance=tf.zeros([0]),
-                epsilon=self.epsilon, data_format="NHWC", is_training=True,
-            )
-            # The kernel returns the unbiased (Bessel-corrected) variance; Keras averages the biased one.
-            count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
-            variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        else:
-            outputs, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=gamma, offset=beta, mean=self.moving_mean.value, variance=self.moving_variance.value,
-                epsilon=self.epsilon, data_format="NHWC", is_training=False,
-            )
-        return outputs
-
-
-# Where the bfloat16 kernel gradient is computed as a forward convolution (see Conv2D): at most
-# this many output pixels per image and at least this many kernel channel pairs (c_in * c_out).
-SWAPPED_FILTER_GRAD_MAX_PIXELS = 64
-SWAPPED_FILTER_GRAD_MIN_CHANNEL_PAIRS = 64 * 128
-
-
-@keras.saving.register_keras_serializable(package="keras_cnn")
-class Conv2D(keras.layers.Conv2D):
-    """keras.layers.Conv2D whose bfloat16 kernel gradient runs on the fast forward-convolution kernel.
-
-    Same variables, arguments, outputs and input gradient as Keras's layer; only how the
-    kernel gradient of deep layers on small feature maps is computed changes (at most 8x8
-    output pixels and at least 64 x 128 channel pairs: VGG's blocks 3-5, the last stages of
-    ResNet-9/18/34). There TensorFlow 2.21's oneDNN (3.7) runs the bfloat16 weight-gradient
-    convolution on its older `jit_bf16` kernel on AVX512-BF16 CPUs, at 70-270 GFLOP/s against
-    370-460 for the forward and input-gradient convolutions. The kernel gradient is itself a
-    convolution, of the input with the output gradient with batch and channels swapped, so
-    it can run on the forward kernel instead: 1.4x-3.7x faster on those shapes, but up to 4.6x
-    slower on larger feature maps (docs/performance.md has the measurements). float32 and
-    float64 keep TensorFlow's own gradient.
-    """
-
-    def convolution_op(self, inputs, kernel):
-        if not self._swapped_filter_grad(inputs):
-            return super().convolution_op(inputs, kernel)
-        return conv2d_with_swapped_filter_grad(inputs, tf.cast(kernel, inputs.dtype), self.padding)
-
-    def _swapped_filter_grad(self, inputs):
-        height, width = inputs.shape[1], inputs.shape[2]
-        return (
-            inputs.dtype == tf.bfloat16
-            and keras.backend.backend() == "tensorflow"
-            and self.data_format == "channels_last"
-            and tuple(self.strides) == (1, 1)
-            and tuple(self.dilation_rate) == (1, 1)
-            and self.groups == 1
-            and height is not None
-            and width is not None
-            and height * width <= SWAPPED_FILTER_GRAD_MAX_PIXELS
-            and inputs.shape[-1] is not None
-            and inputs.shape[-1] * self.filters >= SWAPPED_FILTER_GRAD_MIN_CHANNEL_PAIRS
-        )
-
-
-def conv2d_with_swapped_filter_grad(x, kernel, padding):
-    """A stride-1 NHWC convolution whose kernel gradient is filter_grad_as_conv (see Conv2D)."""
-    kh, kw = kernel.shape[0], kernel.shape[1]
-    pad = padding.upper()
-
-    @tf.custom_gradient
-    def conv(x, kernel):
-        def grad(dy):
-            dx = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=[1, 1, 1, 1], padding=pad
-            )
-            return dx, filter_grad_as_conv(x, dy, kh, kw, padding)
-
-        return tf.nn.conv2d(x, kernel, strides=1, padding=pad), grad
-
-    return conv(x, kernel)
-
-
-def filter_grad_as_conv(x, dy, kh, kw, padding):
-    """dL/dkernel of a stride-1 NHWC convolution, computed as one forward convolution.
-
-    dK[i, j, c, o] = sum_{n, y, x} xpad[n, y + i, x + j, c] * dy[n, y, x, o]: a VALID
-    convolution of xpad seen as C_in images of N channels (C, H, W, N) with dy seen as an
-    out_h x out_w filter from N to C_out channels (H, W, N, C_out); its 'image' output
-    (C_in, kh, kw, C_out) is the kernel gradient up to a transpose.
-    """
-    if padding == "same":  # TensorFlow's SAME: the extra row/column of an even kernel goes bottom/right
-        top, left = (kh - 1) // 2, (kw - 1) // 2
-        spatial = [[top, kh - 1 - top], [left, kw - 1 - left]]
-    else:
-        spatial = [[0, 0], [0, 0]]
-    images = tf.transpose(x, [3, 1, 2, 0])
-    filters = tf.transpose(dy, [1, 2, 0, 3])
-    grad = tf.nn.conv2d(images, filters, strides=1, padding=[[0, 0], *spatial, [0, 0]])
-    return tf.transpose(grad, [1, 2, 0, 3])
-
-
 def logits_dtype():
     """float32 logits under mixed precision (stable softmax), else the global policy (float64 for gradient checks)."""
     policy = keras.mixed_precision.global_policy()
     return "float32" if policy.compute_dtype != policy.variable_dtype else policy.name
 
 
-def logits_layer(num_classes, kernel_initializer, weight_decay, name="logits"):
-    """The classifier every model ends with: a dense layer giving float32 logits (no softmax)."""
-    return keras.layers.Dense(
-        num_classes,
-        kernel_initializer=initializer(kernel_initializer),
-        kernel_regularizer=regularizer(weight_decay),
-        dtype=logits_dtype(),
-        name=name,
-    )
-
-
-def make_batch_norm(name):
-    """The BN every model uses: torch's defaults (momentum 0.9 here = 0.1 there, eps 1e-5)."""
-    return BatchNorm(momentum=0.9, epsilon=1e-5, name=name)
-
-
-ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "maxout")
+ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "maxout", "noisy_relu")
 MAXOUT_PIECES = 2
+DECAY_SCOPES = ("all", "dense")
+
+# What init_scale sets, per initializer (None keeps the default in brackets).
+INITIALIZERS = {
+    "zeros": lambda s: keras.initializers.Zeros(),
+    "constant": lambda s: keras.initializers.Constant(0.1 if s is None else s),  # the value [0.1]
+    "random_normal": lambda s: keras.initializers.RandomNormal(stddev=s or 0.01),  # stddev [0.01]: "small random"
+    "truncated_normal": lambda s: keras.initializers.TruncatedNormal(stddev=s or 0.05),  # stddev [0.05]: the TF tutorial
+    "uniform": lambda s: keras.initializers.RandomUniform(-(s or 0.05), s or 0.05),  # the limit [0.05]
+    # Variance scaling: init_scale multiplies the variance [1].
+    "glorot_uniform": lambda s: keras.initializers.VarianceScaling(s or 1.0, "fan_avg", "uniform"),  # Xavier
+    "lecun_normal": lambda s: keras.initializers.VarianceScaling(s or 1.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": lambda s: keras.initializers.VarianceScaling(s or 1.0, "fan_in", "uniform"),  # neon's "Xavier"
+    "he_normal": lambda s: keras.initializers.VarianceScaling(2.0 * (s or 1.0), "fan_in", "truncated_normal"),  # Kaiming
+    "orthogonal": lambda s: keras.initializers.Orthogonal(gain=s or 1.0),  # the gain [1]
+    "identity": lambda s: IdentityInit(gain=s or 1.0),  # the gain [1]
+}
 
 
-def initializer(name):
-    """Kernel initializer by name (the CS231n lecture 6 comparison set)."""
-    table = {
-        "zeros": lambda: keras.initializers.Zeros(),
-        "constant": lambda: keras.initializers.Constant(0.1),
-        "random_normal": lambda: keras.initializers.RandomNormal(stddev=0.01),  # "small random"
-        "uniform": lambda: keras.initializers.RandomUniform(-0.05, 0.05),
-        "glorot_uniform": lambda: keras.initializers.GlorotUniform(),  # Xavier
-        "lecun_normal": lambda: keras.initializers.LecunNormal(),
-        "he_normal": lambda: keras.initializers.HeNormal(),  # Kaiming
-        "orthogonal": lambda: keras.initializers.Orthogonal(),
-        "identity": lambda: IdentityInit(),
-    }
-    return table[choose("kernel initializer", name, table)]()
+def initializer(name, scale=None):
+    """Kernel initializer by name (the CS231n lecture 6 and neon comparison sets), scaled by `scale`."""
+    return INITIALIZERS[choose("kernel initializer", name, INITIALIZERS)](scale)
 
 
 def width_multiplier(activation):
@@ -307,6 +206,8 @@ def apply_activation(x, activation, name):
         return keras.layers.PReLU(shared_axes=shared, name=name)(x)
     if activation == "maxout":
         return Maxout(MAXOUT_PIECES, name=name)(x)
+    if activation == "noisy_relu":
+        return NoisyReLU(name=name)(x)
     return keras.layers.Activation(activation, name=name)(x)
 
 
@@ -325,3 +226,93 @@ def check_rate(name, value):
     if not 0.0 <= value < 1.0:
         raise UsageError(f"{name} must be in [0, 1), got {value}")
     return value
+
+
+# The options every family takes, with the defaults of families that do not say otherwise.
+SHARED_DEFAULTS = {
+    "activation": "relu", "kernel_initializer": "glorot_uniform", "init_scale": None, "bias_init": 0.0,
+    "dropout": 0.0, "weight_decay": 0.0, "decay_scope": "all", "batch_norm": False,
+}
+
+
+def shared_options(*, only=None, **defaults):
+    """The shared options a family registers: SHARED_DEFAULTS with its own defaults, or `only` some of them."""
+    unknown = set(defaults) - set(SHARED_DEFAULTS)
+    if unknown:
+        raise ValueError(f"not shared options: {sorted(unknown)}")
+    names = only or SHARED_DEFAULTS
+    return {k: defaults.get(k, SHARED_DEFAULTS[k]) for k in names}
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerOptions:
+    """The shared options of one model, and the convolution, dense, normalization and classifier
+    layers built with them, so every family initializes and regularizes alike.
+
+    decay_scope: "all" puts weight decay on every kernel; "dense" only on the hidden fully
+    connected layers (the TF CIFAR-10 tutorial's 0.004 on local3/local4; convolutions and
+    the classifier undecayed). bias_init: a constant for hidden biases (CS231n's 0.01 for
+    ReLU units; the tutorial's 0.1); the classifier's bias starts at 0.
+    """
+
+    activation: str = "relu"
+    kernel_initializer: str = "glorot_uniform"
+    init_scale: float | None = None
+    bias_init: float = 0.0
+    dropout: float = 0.0
+    weight_decay: float = 0.0
+    decay_scope: str = "all"
+    batch_norm: bool = False
+
+    def __post_init__(self):
+        choose("activation", self.activation, ACTIVATIONS)
+        choose("kernel initializer", self.kernel_initializer, INITIALIZERS)
+        choose("decay scope", self.decay_scope, DECAY_SCOPES)
+        check_rate("dropout", self.dropout)
+        if self.weight_decay < 0:
+            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.init_scale is not None and not self.init_scale > 0:
+            raise UsageError(f"init_scale must be > 0, got {self.init_scale}")
+
+    @property
+    def widen(self):
+        return width_multiplier(self.activation)
+
+    def _kernel(self, dense):
+        decayed = self.decay_scope == "all" or dense
+        return {"kernel_initializer": initializer(self.kernel_initializer, self.init_scale),
+                "kernel_regularizer": regularizer(self.weight_decay) if decayed else None}
+
+    def _bias(self):
+        return keras.initializers.Constant(self.bias_init) if self.bias_init else "zeros"
+
+    def conv(self, x, filters, size, name, *, strides=1, padding="same", bias=None):
+        """A convolution (no bias under BatchNorm: BN's beta makes it redundant)."""
+        use_bias = not self.batch_norm if bias is None else bias
+        return Conv2D(filters, size, strides=strides, padding=padding, use_bias=use_bias, bias_initializer=self._bias(),
+                      name=name, **self._kernel(dense=False))(x)
+
+    def dense(self, x, units, name, *, bias=None):
+        """A hidden fully connected layer (no bias when BatchNorm follows it: bias=None)."""
+        use_bias = not self.batch_norm if bias is None else bias
+        return keras.layers.Dense(units, use_bias=use_bias, bias_initializer=self._bias(), name=name,
+                                  **self._kernel(dense=True))(x)
+
+    def norm(self, x, name):
+        """BatchNorm with torch's defaults (momentum 0.9 here = 0.1 there, eps 1e-5) when enabled."""
+        return BatchNorm(momentum=0.9, epsilon=1e-5, name=name)(x) if self.batch_norm else x
+
+    def act(self, x, name, activation=None):
+        return apply_activation(x, activation or self.activation, name)
+
+    def drop(self, x, name, rate=None):
+        rate = self.dropout if rate is None else rate
+        return keras.layers.Dropout(rate, name=name)(x) if rate else x
+
+    def logits(self, x, num_classes, name="logits", use_bias=True):
+        """The classifier every model ends with: float32 logits (no softmax), decayed unless scope is dense."""
+        return keras.layers.Dense(
+            num_classes, use_bias=use_bias, kernel_initializer=initializer(self.kernel_initializer, self.init_scale),
+            kernel_regularizer=regularizer(self.weight_decay) if self.decay_scope == "all" else None,
+            dtype=logits_dtype(), name=name,
+        )(x)

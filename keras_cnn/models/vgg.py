@@ -1,21 +1,13 @@
 """VGG-11/13/16/19 (Simonyan & Zisserman 2014) for 32x32 inputs, batch norm on by default.
 
-The CIFAR form: 3x3 convs in five blocks, each ending in a 2x2 max pool, so a 32x32
-input reaches 1x1x512, then one 512 -> classes dense layer (no 4096-wide FC layers).
+The CIFAR form: 3x3 convs in five blocks, each ending in a 2x2 max pool, so a 32x32 input
+reaches 1x1x512, then global average pooling and one 512 -> classes dense layer (no
+4096-wide FC layers); inputs larger than 32x32 (224 px) pool down to the same 512 features.
 """
 import keras
 
-from keras_cnn.models import register
-from keras_cnn.models.layers import (
-    Conv2D,
-    make_batch_norm,
-    apply_activation,
-    check_rate,
-    initializer,
-    logits_layer,
-    regularizer,
-    width_multiplier,
-)
+from keras_cnn.models.layers import LayerOptions, shared_options
+from keras_cnn.models.registry import register
 
 # Convolution widths per block; len(block) convs, then a max pool.
 SPECS = {
@@ -26,43 +18,20 @@ SPECS = {
 }
 
 
-def build_vgg(
-    input_shape,
-    num_classes,
-    *,
-    depth,
-    activation="relu",
-    kernel_initializer="he_normal",
-    dropout=0.0,
-    weight_decay=0.0,
-    batch_norm=True,
-):
-    check_rate("dropout", dropout)
+def build_vgg(input_shape, num_classes, *, depth, **shared):
+    opts = LayerOptions(**shared)
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
     for b, widths in enumerate(SPECS[depth], start=1):
         for c, filters in enumerate(widths, start=1):
             name = f"block{b}_conv{c}"
-            x = Conv2D(
-                filters * width_multiplier(activation),
-                3,
-                padding="same",
-                use_bias=not batch_norm,  # BN's beta makes a conv bias redundant
-                kernel_initializer=initializer(kernel_initializer),
-                kernel_regularizer=regularizer(weight_decay),
-                name=name,
-            )(x)
-            if batch_norm:
-                x = make_batch_norm(f"{name}_bn")(x)
-            x = apply_activation(x, activation, name=f"{name}_{activation}")
+            x = opts.norm(opts.conv(x, filters * opts.widen, 3, name), f"{name}_bn")
+            x = opts.act(x, f"{name}_{opts.activation}")
         x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
-    # Global pooling instead of Flatten so inputs larger than 32x32 still end in 512 features.
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = logits_layer(num_classes, kernel_initializer, weight_decay)(x)
-    return keras.Model(inputs, logits, name=f"vgg{depth}")
+    x = opts.drop(x, "dropout")
+    return keras.Model(inputs, opts.logits(x, num_classes), name=f"vgg{depth}")
 
 
 for _depth in SPECS:
-    register(f"vgg{_depth}", build_vgg, depth=_depth)
+    register(f"vgg{_depth}", build_vgg, shared=shared_options(kernel_initializer="he_normal", batch_norm=True), depth=_depth)

@@ -1,15 +1,13 @@
 """Optimizer, learning-rate schedule, losses and weight EMA, built from a TrainConfig."""
+import dataclasses
 import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.errors import UsageError, choose
-
-OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "adagrad", "adadelta")
-SCHEDULES = ("constant", "piecewise", "exponential", "cosine", "onecycle")
-LOSSES = ("categorical_crossentropy", "binary_crossentropy", "sum_of_squares")
+from keras_cnn.config import ScheduleConfig
+from keras_cnn.kernels import SGD
 
 
 def learning_rate_at(step, base_lr, cfg, steps_per_epoch, total_steps):
@@ -57,49 +55,25 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         return learning_rate_at(step, self.base_lr, self.cfg, self.steps_per_epoch, self.total_steps)
 
     def get_config(self):
-        return {"base_lr": self.base_lr, "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+        # The schedule section as a plain dict, so Keras's from_config rebuilds the same schedule.
+        return {"base_lr": self.base_lr, "cfg": dataclasses.asdict(self.cfg),
+                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        section = config["cfg"]
+        if isinstance(section, dict):
+            section = ScheduleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
+        return cls(config["base_lr"], section, config["steps_per_epoch"], config["total_steps"])
 
 
-def check_optimizer_config(opt, sched):
-    choose("optimizer", opt.name, OPTIMIZERS)
-    choose("schedule", sched.name, SCHEDULES)
-    choose("loss", opt.loss, LOSSES)
-    if not opt.learning_rate > 0:
-        raise UsageError(f"learning rate must be positive, got {opt.learning_rate}")
-    if opt.weight_decay < 0:
-        raise UsageError(f"weight decay must be >= 0, got {opt.weight_decay}")
-    if not 0 <= opt.label_smoothing < 1:
-        raise UsageError(f"label smoothing must be in [0, 1), got {opt.label_smoothing}")
-    if sched.name == "piecewise" and len(sched.boundaries) != len(sched.multipliers):
-        raise UsageError("piecewise schedule needs as many schedule.multipliers as schedule.boundaries")
+def build_optimizer(opt, sched, *, num_replicas, steps_per_epoch, total_steps, precision, learning_rate=None):
+    """Keras optimizer for the config; weight decay is decoupled only for AdamW.
 
-
-@keras.saving.register_keras_serializable(package="keras_cnn")
-class SGD(keras.optimizers.SGD):
-    """keras.optimizers.SGD with its momentum update in one fused kernel per variable.
-
-    Keras 3 writes the (Nesterov) momentum step as about seven elementwise ops per variable,
-    each a pass over the weights; TensorFlow's ResourceApplyKerasMomentum computes exactly
-    the same update (accum = m * accum - lr * g; var += accum, or m * accum - lr * g with
-    Nesterov) in one. On VGG-16 that is 14.7M parameters read and written once, not seven times.
+    learning_rate: a schedule to use instead of the configured one (the LR range test's ramp).
     """
-
-    def update_step(self, gradient, variable, learning_rate):
-        if self.momentum == 0 or keras.backend.backend() != "tensorflow" or isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
-        var = variable.value if isinstance(variable, keras.Variable) else variable
-        accum = self.momentums[self._get_variable_index(variable)].value
-        tf.raw_ops.ResourceApplyKerasMomentum(
-            var=var.handle, accum=accum.handle, lr=tf.cast(learning_rate, var.dtype),
-            grad=tf.cast(gradient, var.dtype), momentum=tf.cast(self.momentum, var.dtype),
-            use_locking=False, use_nesterov=self.nesterov,
-        )
-
-
-def build_optimizer(opt, sched, *, num_replicas, steps_per_epoch, total_steps, precision):
-    """Keras optimizer for the config; weight decay is decoupled only for AdamW."""
     base_lr = opt.learning_rate * (num_replicas if opt.scale_lr_with_replicas else 1)
-    lr = Schedule(base_lr, sched, steps_per_epoch, total_steps)
+    lr = learning_rate or Schedule(base_lr, sched, steps_per_epoch, total_steps)
     common = {"learning_rate": lr, "clipnorm": opt.clipnorm}
     if opt.name == "sgd":
         optimizer = SGD(momentum=opt.momentum, nesterov=opt.nesterov, **common)

@@ -1,25 +1,10 @@
 """What config.json records so a run can be reproduced: versions, commit, CPU, seed."""
-import functools
 import importlib.metadata
 import os
 import platform
 import subprocess
 
-
-@functools.cache
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_supports_bf16():
-    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+from keras_cnn.hardware import cpu_flags
 
 
 def _git_commit():

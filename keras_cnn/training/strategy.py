@@ -5,9 +5,8 @@ import os
 
 import tensorflow as tf
 
+from keras_cnn.config import STRATEGIES
 from keras_cnn.errors import UsageError, choose
-
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
 def get_strategy(name="auto"):
@@ -48,8 +47,3 @@ def is_chief():
     if not task:
         return True
     return task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index") == 0 and "chief" not in config.get("cluster", {}))
-
-
-def worker_id():
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return f"{task.get('type', 'worker')}-{task.get('index', 0)}"

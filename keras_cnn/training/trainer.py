@@ -1,4 +1,4 @@
-"""The static-graph training loop: one path for every tf.distribute strategy.
+"""The Trainer: compiled training and evaluation steps, one path for every tf.distribute strategy.
 
 Keras 3's model.fit fails under MultiWorkerMirroredStrategy (a PerReplica value reaches a
 tensor conversion), so training is a tf.function around strategy.run: the loss is averaged
@@ -10,21 +10,6 @@ import tensorflow as tf
 SUM = tf.distribute.ReduceOp.SUM
 
 
-class Callback:
-    """Keras-style hooks; set `trainer.stop_training = True` to end the run after this call.
-
-    on_batch_end runs after each compiled call (run.steps_per_call steps; the very first
-    call of a run is a single step) with logs {"loss", "accuracy"} averaged over the epoch
-    so far and "batch_loss" over this call's steps; on_epoch_end gets the history row.
-    """
-
-    def on_train_begin(self, trainer): ...
-    def on_epoch_begin(self, trainer, epoch): ...
-    def on_batch_end(self, trainer, step, logs): ...
-    def on_epoch_end(self, trainer, epoch, logs): ...
-    def on_train_end(self, trainer, logs): ...
-
-
 class Trainer:
     """Owns the compiled train and eval functions for one model/optimizer under one strategy."""
 
@@ -32,9 +17,10 @@ class Trainer:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.strategy, self.ema = strategy, ema
         self.global_batch_size = global_batch_size
-        self.stop_training = False
         self._train = tf.function(self._train_steps)
-        self._eval = tf.function(self._eval_step)
+        # The whole pass over the validation set is one graph: per-batch Python calls cost more than
+        # small models' evaluation steps.
+        self._evaluate = tf.function(self._evaluate_all)
         if jit_compile:
             self._gradients = tf.function(self._gradients, jit_compile=True)
 
@@ -89,11 +75,14 @@ class Trainer:
         images, labels = batch
         return self.strategy.reduce(SUM, self.strategy.run(self._replica_eval, args=(images, labels)), axis=None)
 
-    def evaluate(self, dataset):
-        """Loss, accuracy, top-5 accuracy over a distributed dataset."""
+    def _evaluate_all(self, dataset):
         totals = tf.zeros([4])
         for batch in dataset:
             totals += self._eval_step(batch)
-        loss, top1, top5, count = totals.numpy()
+        return totals
+
+    def evaluate(self, dataset):
+        """Loss, accuracy, top-5 accuracy over a distributed dataset, in one compiled call."""
+        loss, top1, top5, count = (float(v) for v in self._evaluate(dataset).numpy())
         count = max(count, 1.0)
         return {"loss": loss / count, "accuracy": top1 / count, "top5_accuracy": top5 / count}

@@ -1,0 +1,64 @@
+"""SIGINT and SIGTERM as a request to stop at the next safe point, not an exception anywhere.
+
+    with handle_signals():          # installed in the main thread only; restored afterwards
+        ...                         # the training loop polls stop_requested() after each compiled call
+
+The first signal asks the loop to finish its current compiled call, write a checkpoint and raise
+keras_cnn.errors.Interrupted; a second SIGINT or SIGTERM exits at once (status 130 / 143).
+Nested `handle_signals()` blocks share one request.
+"""
+import contextlib
+import os
+import signal
+import sys
+import threading
+
+from keras_cnn.errors import Interrupted
+
+_requested = None
+_depth = 0
+
+
+def stop_requested():
+    """The signal number of a pending stop request, or None."""
+    return _requested
+
+
+def raise_if_requested(where):
+    if _requested is not None:
+        raise Interrupted(_requested, where)
+
+
+def _handler(signum, frame):
+    global _requested
+    if _requested is not None:  # the second signal: the user means it
+        sys.stderr.write("\ninterrupted again: exiting now\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)
+    _requested = signum
+    sys.stderr.write(f"\n{signal.Signals(signum).name} received: stopping after the current step "
+                     "(a checkpoint is written; press Ctrl-C again to quit at once)\n")
+    sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def handle_signals():
+    """Route SIGINT/SIGTERM to a stop request for the block (a no-op outside the main thread)."""
+    global _requested, _depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    if _depth == 0:
+        _requested = None
+        for s in previous:
+            signal.signal(s, _handler)
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            _requested = None

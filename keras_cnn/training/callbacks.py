@@ -1,0 +1,85 @@
+"""Run callbacks: keras.callbacks.Callback subclasses, driven through keras.callbacks.CallbackList.
+
+The loop calls the Keras hooks with Keras's names, so Keras's own callbacks work unchanged:
+- on_train_begin / on_epoch_begin(epoch) / on_train_batch_end(batch, logs) / on_epoch_end(epoch, logs)
+  / on_train_end(logs); epochs and batches count from 0, as in model.fit;
+- on_train_batch_end runs once per compiled call (run.steps_per_call steps; the run's first call
+  is a single step) with `loss` and `accuracy` over the epoch so far, `batch_loss` over this call;
+- epoch logs: loss, accuracy, val_loss, val_accuracy, val_top5_accuracy, ema_val_accuracy,
+  learning_rate, images_per_sec, seconds; on_train_end's logs carry `status`;
+- setting `self.model.stop_training = True` ends the run after the current call.
+
+A `RunCallback` also sees the run (config, run directory, data, built model) through set_run.
+"""
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_cnn.errors import UsageError
+
+# Callbacks that would fight the loop: the schedule owns the learning rate, and runs resume by themselves.
+REFUSED = {
+    "ReduceLROnPlateau": "the schedule owns the learning rate; choose --schedule (piecewise, cosine, ...) instead",
+    "LearningRateScheduler": "the schedule owns the learning rate; choose --schedule or schedule.* settings instead",
+    "BackupAndRestore": "runs resume by themselves from their checkpoints; rerun the same command instead",
+}
+
+
+class RunCallback(keras.callbacks.Callback):
+    """A Keras callback that is also given the run before on_train_begin (set_run)."""
+
+    run = None
+
+    def set_run(self, run):
+        self.run = run
+
+
+def check_callbacks(callbacks):
+    """Keras callbacks are welcome, except those that set the learning rate or restore runs."""
+    for cb in callbacks:
+        if not isinstance(cb, keras.callbacks.Callback):
+            raise UsageError(f"callbacks must be keras.callbacks.Callback instances; got {type(cb).__name__}")
+        for base in type(cb).__mro__:
+            if base.__name__ in REFUSED and base.__module__.startswith("keras"):
+                raise UsageError(f"{type(cb).__name__} is not supported: {REFUSED[base.__name__]}")
+    return list(callbacks)
+
+
+def epoch_logs(row):
+    """A history.csv row under Keras's log names."""
+    names = {"train_loss": "loss", "train_accuracy": "accuracy", "lr": "learning_rate"}
+    return {names.get(k, k): v for k, v in row.items() if k not in ("epoch", "step") and v not in (None, "")}
+
+
+class TensorBoardScalars(RunCallback):
+    """Scalars as keras.callbacks.TensorBoard lays them out, so curves overlay in TensorBoard:
+    <run>/tensorboard/train and /validation with the same tags (epoch_loss, epoch_accuracy, ...),
+    plus batch_loss and batch_learning_rate per compiled call in train/."""
+
+    def on_train_begin(self, logs=None):
+        root = self.run.run_dir.tensorboard_dir
+        self.train_writer = tf.summary.create_file_writer(os.path.join(root, "train"))
+        self.val_writer = tf.summary.create_file_writer(os.path.join(root, "validation"))
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.run.built.optimizer.iterations.numpy())
+        with self.train_writer.as_default(step=step):
+            tf.summary.scalar("batch_loss", logs["batch_loss"])
+            tf.summary.scalar("batch_learning_rate", logs["learning_rate"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        for writer, prefix in ((self.train_writer, ""), (self.val_writer, "val_")):
+            with writer.as_default(step=epoch):
+                for key, value in logs.items():
+                    if prefix and key.startswith(prefix):
+                        tf.summary.scalar(f"epoch_{key[len(prefix):]}", value)
+                    elif not prefix and not key.startswith(("val_", "ema_val_")):
+                        tf.summary.scalar(f"epoch_{key}", value)
+                if prefix and "ema_val_accuracy" in logs:
+                    tf.summary.scalar("epoch_ema_accuracy", logs["ema_val_accuracy"])
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        self.train_writer.close()
+        self.val_writer.close()
