@@ -3,8 +3,8 @@ gather the per-epoch rows into $OUT/results.jsonl."""
 import os, shlex, subprocess, sys, time
 here = os.path.dirname(os.path.abspath(__file__))
 runs_file, deadline = sys.argv[1], float(sys.argv[2])
-out = os.environ.get("OUT", "/tmp/out"); os.makedirs(out, exist_ok=True)
-logs = "/tmp/explore_logs"; os.makedirs(logs, exist_ok=True)
+out = os.environ.get("OUT", os.path.join(here, "out")); os.makedirs(out, exist_ok=True)  # the device tool's $OUT
+logs = os.path.join(out, "logs"); os.makedirs(logs, exist_ok=True)
 sys.path.insert(0, here)
 t0 = time.time()
 import explore; explore.decode_cifar()

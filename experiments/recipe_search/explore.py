@@ -6,7 +6,7 @@ EMA with the TF tutorial's warm-up, crop/flip/cutout, per-channel standardizatio
 stratified validation split) closely enough to rank recipe choices quickly. Check of that
 claim: ResNet-20, 10 epochs, gave 81.86% here against 82.60% / 82.72% from keras_cnn itself.
 
-    python pack.py                      # CIFAR-10 JPEGs -> one blob (run beside ../../../shared)
+    python pack.py CIFAR10_TRAIN_FOLDER # CIFAR-10 JPEGs -> one blob beside this file
     python driver.py runs.txt 480       # every line of runs.txt as a process on the GPU
 """
 import argparse, io, json, math, os, sys, time
@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def decode_cifar():
-    cache = "/tmp/cifar_u8.npy"
+    cache = os.path.join(HERE, "cifar_u8.npy")
     if os.path.exists(cache):
         return np.load(cache), np.load(os.path.join(HERE, "cifar_labels.npy"))
     from PIL import Image
