@@ -152,6 +152,16 @@ def _alive(pid):
     return True
 
 
+def load_saved_model(path):
+    """tf.saved_model.load, with a missing or damaged SavedModel as one line naming it."""
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise UsageError(f"{path} is not a SavedModel directory (no saved_model.pb); give an export version directory")
+    try:
+        return tf.saved_model.load(path)
+    except Exception as err:  # protobuf's DecodeError, TF's OpErrors, ValueError: all mean a damaged export
+        raise UsageError(f"cannot load the SavedModel in {path} ({type(err).__name__}); it is damaged: export it again") from None
+
+
 def next_version(base):
     versions = [int(d) for d in os.listdir(base) if d.isdigit()] if os.path.isdir(base) else []
     return max(versions, default=0) + 1
@@ -173,9 +183,10 @@ def export_run(run_dir, export_dir, *, checkpoint=None, name=None):
             version_dir = os.path.join(base, str(next_version(base)))
             try:
                 return write_saved_model(model, record, normalizer, version_dir)
-            except OSError as err:
+            except (OSError, tf.errors.OpError) as err:
                 if not os.path.isdir(version_dir):
-                    raise UsageError(f"cannot write {base} ({err.strerror}); free some space or choose another "
+                    reason = err.strerror if isinstance(err, OSError) else err.message.splitlines()[0]
+                    raise UsageError(f"cannot write {base} ({reason}); free some space or choose another "
                                      "--export-dir") from None
     raise UsageError(f"could not claim a new version under {base}; retry")
 

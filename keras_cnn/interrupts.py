@@ -7,6 +7,7 @@ The first signal asks the loop to finish its current compiled call, write a chec
 keras_cnn.errors.Interrupted; a second SIGINT or SIGTERM exits at once (status 130 / 143).
 Nested `handle_signals()` blocks share one request.
 """
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -51,8 +52,11 @@ def handle_signals():
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     if _depth == 0:
         _requested = None
-        for s in previous:
-            signal.signal(s, _handler)
+    # Installed on every entry, nested ones too: TensorFlow's MultiWorkerMirroredStrategy sets a C-level
+    # SIGTERM handler (for its preemption support) that bypasses Python's while getsignal still reports
+    # ours; train() enters here after creating its strategy, which puts ours back.
+    for s in previous:
+        signal.signal(s, _handler)
     _depth += 1
     try:
         yield
@@ -62,3 +66,27 @@ def handle_signals():
             for s, h in previous.items():
                 signal.signal(s, h)
             _requested = None
+
+
+_executor = None
+
+
+def call_responsively(fn, *args):
+    """fn(*args) on a helper thread while the main thread waits in short, interruptible slices.
+
+    Python runs signal handlers only in the main thread and only between bytecodes: while the
+    main thread sits inside a long TensorFlow call (a compiled call can last minutes), a Ctrl-C
+    would go unanswered, and a second one could not exit at once. TensorFlow releases the GIL
+    while it computes, so the waiting main thread answers a signal within ~0.2 s.
+    """
+    global _executor
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args)
+    if _executor is None:
+        _executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="keras_cnn-call")
+    future = _executor.submit(fn, *args)
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except concurrent.futures.TimeoutError:
+            continue

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import zipfile
 
 import keras
 
@@ -77,11 +78,26 @@ class RunDir:
     def exists(self):
         return os.path.exists(self.config_path)
 
+    # Each part of a run and whether it is a folder: a file in a folder's place (or the reverse) is damage.
+    PARTS = {"config.json": False, "history.csv": False, "normalization.json": False, "model.keras": False,
+             "checkpoints": True, "saved_model": True, "tensorboard": True}
+
+    def damaged_parts(self):
+        """Parts that exist with the wrong kind (a file where a folder belongs, or the reverse)."""
+        wrong = []
+        for part, is_dir in self.PARTS.items():
+            path = self.file(part)
+            if os.path.lexists(path) and (os.path.isdir(path) != is_dir or os.path.islink(path)):
+                wrong.append(part)
+        return wrong
+
     # ------------------------------------------------------------------ the record
 
     def read_record(self):
         """config.json as a dict, checked for shape; one line naming the file when it is not a record."""
         path = self.config_path
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise UsageError(f"{path} is not a file; the run is damaged: rerun with --overwrite to replace it")
         if not os.path.isfile(path):
             raise UsageError(f"{self.path} has no config.json; give a run directory written by train.py")
         try:
@@ -94,11 +110,17 @@ class RunDir:
         version = record.get("schema_version", 1)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise UsageError(f"{path} has schema version {version!r}, newer than this keras_cnn reads "
-                             f"({SCHEMA_VERSION}); upgrade keras_cnn")
+                             f"({SCHEMA_VERSION}); upgrade keras_cnn, or pass --overwrite to replace the run")
         return record
 
     def read_config(self):
-        return TrainConfig.from_dict(self.read_record()["config"])
+        try:
+            return TrainConfig.from_dict(self.read_record()["config"])
+        except UsageError as err:
+            if "--overwrite" in str(err):
+                raise
+            raise UsageError(f"{self.config_path} holds an unusable config ({err}); rerun with --overwrite to replace "
+                             "the run") from None
 
     def write_record(self, record):
         write_json(self.config_path, {**record, "schema_version": SCHEMA_VERSION})
@@ -209,7 +231,7 @@ class RunDir:
                              "command, or pass --checkpoint")
         try:
             return keras.models.load_model(self.model_path)
-        except (OSError, ValueError, KeyError, EOFError) as err:
+        except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
             raise UsageError(f"cannot load {self.model_path} ({type(err).__name__}); it is damaged: export a "
                              "checkpoint with --checkpoint, or retrain with --overwrite") from None
 

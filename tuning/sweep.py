@@ -20,7 +20,7 @@ import os
 import statistics
 import tomllib
 
-from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry, folder_name
 from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.errors import UsageError
 from keras_cnn.io import atomic_write, csv_text
@@ -39,7 +39,10 @@ def load_lab(path):
     arms = lab.get("arms", {})
     if len(arms) < 2:
         raise UsageError(f"{path} defines {len(arms)} arm(s); a comparison needs at least 2 under [arms.<name>]")
-    return lab.get("name", os.path.splitext(os.path.basename(path))[0]), lab.get("base", {}), arms
+    name = folder_name(str(lab.get("name", os.path.splitext(os.path.basename(path))[0])), f"{path}: the lab's name")
+    for arm in arms:
+        folder_name(f"{arm}-seed0", f"{path}: arm")  # each (arm, seed) becomes a run folder
+    return name, lab.get("base", {}), arms
 
 
 def assignments(table):

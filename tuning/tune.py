@@ -15,7 +15,7 @@ import os
 import shlex
 import shutil
 
-from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry, folder_name
 from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.errors import UsageError, choose
 from keras_cnn.io import write_json
@@ -57,7 +57,8 @@ def main(argv=None):
         if not os.path.isfile(args.refine):
             raise UsageError(f"--refine {args.refine} does not exist; give a search's trials.csv")
         space = spaces.refine(space, read_trials(args.refine), args.top)
-    name = args.name or f"{args.model}-{args.dataset}-{args.tuner}" + ("-refine" if args.refine else "")
+    default = f"{args.model}-{args.dataset.replace('/', '_')}-{args.tuner}" + ("-refine" if args.refine else "")
+    name = folder_name(args.name, "--name") if args.name is not None else default
     search_dir = os.path.join(args.output_dir, name)
 
     fixed = [f"model.name={args.model}", f"data.dataset={args.dataset}", f"run.epochs={args.epochs_per_trial}",
@@ -110,8 +111,8 @@ def _check_same_search(search_dir, args, space):
         if json.loads(json.dumps(record)) != previous:
             raise UsageError(f"{search_dir} holds a search with other settings; choose another --name or pass --overwrite")
         return
-    if args.overwrite and os.path.isdir(search_dir):
-        shutil.rmtree(search_dir)
+    if args.overwrite and os.path.lexists(search_dir):  # only this search's own folder
+        shutil.rmtree(search_dir) if os.path.isdir(search_dir) and not os.path.islink(search_dir) else os.unlink(search_dir)
     try:
         os.makedirs(search_dir, exist_ok=True)
     except OSError as err:

@@ -10,6 +10,7 @@ import traceback
 
 from keras_cnn import interrupts, run_dir
 from keras_cnn.cache import cache_dir
+from keras_cnn.config import is_path_component
 from keras_cnn.errors import PATH_ERRORS, SPACE_ERRORS, Interrupted, UsageError
 
 
@@ -81,6 +82,19 @@ def _crash(err):
     where = f"the traceback is in {path}" if path else "the traceback could not be saved"
     return _fail(f"error: internal error ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                  f"{where}; please report it", 1)
+
+
+def folder_name(name, what):
+    """`name` if it is one folder name (no separators, not '.' or '..'), so nothing lands outside the output folder."""
+    if not is_path_component(name):
+        raise UsageError(f"{what} {name!r} must be one folder name: no '/', not '.' or '..', not empty")
+    return name
+
+
+def at_least(value, flag, low=1):
+    if value is not None and value < low:
+        raise UsageError(f"{flag} must be at least {low}, got {value}")
+    return value
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -12,11 +12,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry
 from keras_cnn.config import TrainConfig
 from keras_cnn.data import load_data, prepare_data
 from keras_cnn.errors import UsageError
 from keras_cnn.evaluation import classification_metrics, write_evaluation
+from keras_cnn.export import load_saved_model
 from keras_cnn.run_dir import RunDir
 
 SPLITS = ("validation", "train", "test", "all")
@@ -35,6 +36,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--output-dir")
     args = parser.parse_args(argv)
+    at_least(args.batch_size, "--batch-size")
 
 
     if args.run:
@@ -67,15 +69,8 @@ def _run_predictor(path):
 
 
 def _saved_model_predictor(path):
-
-
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise UsageError(f"{path} is not a SavedModel directory (no saved_model.pb); give an export version directory")
+    loaded = load_saved_model(path)
     record = RunDir(path).read_record()  # an export's version folder carries its run's record
-    try:
-        loaded = tf.saved_model.load(path)
-    except (tf.errors.OpError, ValueError, OSError) as err:
-        raise UsageError(f"cannot load the SavedModel in {path} ({type(err).__name__}); it is damaged: export it again") from None
     serve = loaded.signatures["serving_default"]
     return (lambda x: serve(images=tf.constant(x))["probabilities"].numpy()), record
 

@@ -3,7 +3,7 @@
     python scripts/export.py --run runs/resnet20-cifar10 --export-dir exports
     python scripts/export.py --run runs/resnet20-cifar10 --checkpoint runs/resnet20-cifar10/checkpoints/best.npz
 """
-from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry, folder_name
 from keras_cnn.export import export_run
 
 
@@ -15,6 +15,8 @@ def main(argv=None):
     parser.add_argument("--checkpoint", help="export this checkpoint's weights instead of the final model")
     parser.add_argument("--name", help="model name under the export dir (default: the run's name)")
     args = parser.parse_args(argv)
+    if args.name is not None:
+        folder_name(args.name, "--name")
 
 
     path = export_run(args.run, args.export_dir, checkpoint=args.checkpoint, name=args.name)

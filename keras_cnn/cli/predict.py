@@ -4,13 +4,13 @@
 
 Uses only TensorFlow (the model's `serve_image_bytes` signature), as a serving client would.
 """
-import os
 
 import numpy as np
 import tensorflow as tf
 
 from keras_cnn.cli.common import ArgumentParser, cli_entry
 from keras_cnn.errors import UsageError
+from keras_cnn.export import load_saved_model
 
 
 @cli_entry
@@ -24,9 +24,7 @@ def main(argv=None):
         raise UsageError("--top-k must be at least 1")
 
 
-    if not os.path.isfile(os.path.join(args.model, "saved_model.pb")):
-        raise UsageError(f"{args.model} is not a SavedModel directory (no saved_model.pb); give exports/<name>/<version>")
-    loaded = tf.saved_model.load(args.model)
+    loaded = load_saved_model(args.model)
     serve = loaded.signatures["serve_image_bytes"]
     class_names = [n.decode() for n in loaded.class_names[0].numpy()]
     for path in args.images:

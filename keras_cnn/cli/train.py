@@ -69,7 +69,16 @@ def image_size(text):
 def config_from_args(args):
 
     cfg = preset(args.preset) if args.preset else TrainConfig()
-    assignments = [f"{path}={getattr(args, flag)}" for flag, path in FLAG_FIELDS.items() if getattr(args, flag, None) is not None]
+    for flag, path in FLAG_FIELDS.items():  # one at a time, so a bad value is reported under the flag the user typed
+        value = getattr(args, flag, None)
+        if isinstance(value, str) and not value.strip():  # usually an unset shell variable: never "the default"
+            raise UsageError(f"--{flag.replace('_', '-')} must not be empty")
+        if value is not None:
+            try:
+                cfg = apply_overrides(cfg, [f"{path}={value}"])
+            except UsageError as err:
+                raise UsageError(str(err).replace(f"--set {path}=", f"--{flag.replace('_', '-')} ")) from None
+    assignments = []
     for key, value in model_options_from_args(args).items():
         if key == "weight_decay":
             continue

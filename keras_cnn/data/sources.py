@@ -9,9 +9,11 @@ import glob
 import logging
 import os
 import socket
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from PIL import Image
 
 from keras_cnn.errors import UsageError
 
@@ -96,10 +98,10 @@ def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip"):
 def _load_path(dataset, path, *, image_size, on_corrupt):
     if os.path.isfile(path):
         if path.endswith(".npz"):
-            return load_npz(path, dataset)
+            return load_npz(path, dataset, image_size=image_size)
         raise UsageError(f"{path} is a file but not an .npz archive; give an .npz file or a directory")
     if os.path.isfile(os.path.join(path, "train.npz")):
-        return load_npz(os.path.join(path, "train.npz"), dataset)
+        return load_npz(os.path.join(path, "train.npz"), dataset, image_size=image_size)
     if os.path.isfile(os.path.join(path, "dataset_info.json")) or glob.glob(
         os.path.join(path, dataset, "*", "dataset_info.json")
     ):
@@ -110,28 +112,26 @@ def _load_path(dataset, path, *, image_size, on_corrupt):
 # ----------------------------------------------------------------------------- .npz
 
 
-def load_npz(path, dataset=None):
-    """Keras's layout: x_train, y_train (and optional x_test, y_test, class_names)."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read {path} as an .npz archive ({err}); check the file") from None
-    with archive:
+def load_npz(path, dataset=None, *, image_size=None):
+    """Keras's layout: x_train, y_train (and optional x_test, y_test, class_names); image_size=(H, W) resizes."""
+    with _open_npz(path) as archive:
         missing = [k for k in ("x_train", "y_train") if k not in archive.files]
         if missing:
             raise UsageError(
                 f"{path} lacks {', '.join(missing)} (has: {', '.join(archive.files) or 'nothing'}); "
                 "an .npz dataset needs Keras's keys x_train and y_train"
             )
-        train = _npz_split(archive["x_train"], archive["y_train"], path, "train")
+        train = _npz_split(_member(archive, "x_train", path), _member(archive, "y_train", path), path, "train")
         test = None
         if "x_test" in archive.files and "y_test" in archive.files:
-            test = _npz_split(archive["x_test"], archive["y_test"], path, "test")
-        names = [str(n) for n in archive["class_names"]] if "class_names" in archive.files else None
+            test = _npz_split(_member(archive, "x_test", path), _member(archive, "y_test", path), path, "test")
+        names = [str(n) for n in _member(archive, "class_names", path)] if "class_names" in archive.files else None
     sibling_test = os.path.join(os.path.dirname(path), "test.npz")
     if test is None and os.path.basename(path) == "train.npz" and os.path.isfile(sibling_test):
-        with np.load(sibling_test, allow_pickle=False) as t:
-            test = _npz_split(t["x_test" if "x_test" in t.files else "x_train"], t["y_test" if "y_test" in t.files else "y_train"], sibling_test, "test")
+        with _open_npz(sibling_test) as t:
+            x_key, y_key = ("x_test", "y_test") if "x_test" in t.files else ("x_train", "y_train")
+            if x_key in t.files and y_key in t.files:
+                test = _npz_split(_member(t, x_key, sibling_test), _member(t, y_key, sibling_test), sibling_test, "test")
     if names is None:
         names = KNOWN_CLASS_NAMES.get(dataset)
         if names is None:
@@ -140,7 +140,41 @@ def load_npz(path, dataset=None):
     for split, which in ((train, "train"), (test, "test")):
         if split is not None:
             check_labels(split.labels, len(names), f"{path} ({which})")
+    train, test = resize_split(train, image_size), resize_split(test, image_size)
     return LoadedData(train=train, test=test, class_names=list(names), description=f"npz:{path}")
+
+
+def resize_split(split, image_size, batch=4096):
+    """Bilinear resize of uint8 arrays to image_size (H, W), a batch at a time; unchanged when they fit."""
+    if split is None or image_size is None or tuple(split.images.shape[1:3]) == tuple(image_size):
+        return split
+    import tensorflow as tf
+
+    parts = [tf.cast(tf.clip_by_value(tf.round(tf.image.resize(split.images[i:i + batch], image_size)), 0, 255), tf.uint8).numpy()
+             for i in range(0, len(split), batch)]
+    return ArraySplit(np.ascontiguousarray(np.concatenate(parts)), split.labels)
+
+
+def _open_npz(path):
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise UsageError(f"cannot read {path} as an .npz archive ({err}); check the file") from None
+    if not hasattr(archive, "files"):  # a bare .npy saved under an .npz name
+        raise UsageError(f"{path} is a single array, not an .npz archive with x_train and y_train")
+    return archive
+
+
+def _member(archive, key, path):
+    """One array of an .npz; object arrays are refused, never unpickled (loading one could run code)."""
+    try:
+        return archive[key]
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "Object arrays" in str(err):
+            raise UsageError(f"{path}: {key} holds Python objects (a pickled array); store numeric arrays") from None
+        raise UsageError(f"{path}: cannot read {key} ({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise UsageError(f"{path}: cannot read {key} ({err}); the file is damaged") from None
 
 
 def _npz_split(x, y, path, which):
@@ -153,6 +187,11 @@ def _npz_split(x, y, path, which):
         raise UsageError(f"{path}: x_{which} has {len(x)} images but y_{which} has {len(y)} labels")
     if not np.issubdtype(y.dtype, np.integer):
         raise UsageError(f"{path}: y_{which} holds {y.dtype} values; labels must be integers")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise UsageError(f"{path}: x_{which} holds {x.dtype} values; store pixels as uint8")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise UsageError(f"{path}: x_{which} holds NaN or infinite values ({int((~np.isfinite(x)).sum())} of them); "
+                         "fix or drop those images")
     if x.dtype != np.uint8:
         if x.min() < 0 or x.max() > 255:
             raise UsageError(f"{path}: x_{which} values lie outside 0..255; store pixels as uint8")
@@ -214,7 +253,11 @@ def _read_split(split_dir, class_names, image_size, on_corrupt):
         class_dir = os.path.join(split_dir, name)
         if not os.path.isdir(class_dir):
             continue  # a split may lack a class (a small test split, say)
-        names = sorted(e.name for e in os.scandir(class_dir) if e.name.lower().endswith(IMAGE_EXTENSIONS))
+        # Regular files only: a FIFO or device named .jpg would block the decoder forever.
+        entries = [e for e in os.scandir(class_dir) if e.name.lower().endswith(IMAGE_EXTENSIONS)]
+        names = sorted(e.name for e in entries if e.is_file())
+        if len(names) < len(entries):
+            log.warning("skipped %d entries in %s that are not regular files", len(entries) - len(names), class_dir)
         if not names:
             raise UsageError(f"class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove it")
         files += [os.path.join(class_dir, n) for n in names]
@@ -244,12 +287,16 @@ def _read_split(split_dir, class_names, image_size, on_corrupt):
 
 
 def _decode(path, image_size):
-    from PIL import Image
-
+    """One image file as uint8 (H, W, 1|3), decoded as the serving graph decodes it; None if unreadable."""
     try:
         with Image.open(path) as img:
             img.load()  # raises on truncated data
-            mode = "L" if img.mode in ("1", "L", "I;16", "I", "LA") else "RGB"
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit grayscale: keep the high byte, as TensorFlow's decode_png (the serving graph) does;
+                # PIL's convert("L") would clip every value above 255 to white.
+                wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+                img = Image.fromarray((wide >> 8).astype(np.uint8), mode="L")
+            mode = "L" if img.mode in ("1", "L", "LA") else "RGB"
             img = img.convert(mode)
             if image_size is not None and img.size != (image_size[1], image_size[0]):
                 img = img.resize((image_size[1], image_size[0]), Image.BILINEAR)
@@ -314,11 +361,7 @@ def _tfds_splits(builder, image_size):
         parts = list(tfds.as_numpy(ds.batch(4096)))
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])
-        if image_size is not None:
-            import tensorflow as tf
-
-            images = tf.cast(tf.round(tf.image.resize(images, image_size)), tf.uint8).numpy()
-        splits[split] = ArraySplit(np.ascontiguousarray(images, np.uint8), labels.astype(np.int32))
+        splits[split] = resize_split(ArraySplit(np.ascontiguousarray(images, np.uint8), labels.astype(np.int32)), image_size)
     return splits
 
 

@@ -63,6 +63,9 @@ def fit(run, callbacks):
     for epoch in range(run.start["epoch"], cfg.run.epochs):
         if model.stop_training:
             break
+        signum = _agreed_stop(run)
+        if signum:  # at an epoch boundary the last checkpoint is already this position
+            raise Interrupted(signum, f"at epoch {epoch + 1}, step {start_batch}")
         callbacks.on_epoch_begin(epoch)
         row, seconds, images = _train_epoch(run, callbacks, epoch, start_batch, outcome)
         start_batch = 0
@@ -92,7 +95,7 @@ def _train_epoch(run, callbacks, epoch, start_batch, outcome):
     batch, started, carried = start_batch, time.perf_counter(), totals[2]
     while batch < steps and outcome.status == "finished" and not built.model.stop_training:
         n = _call_size(cfg, batch, steps, first=int(built.optimizer.iterations.numpy()) == 0)
-        call = built.trainer.train_steps(iterator, n)
+        call = interrupts.call_responsively(built.trainer.train_steps, iterator, n)
         totals += call
         batch += n
         rate = (totals[2] - carried) / max(time.perf_counter() - started, 1e-9)
@@ -132,12 +135,12 @@ def _current_lr(built):
 
 
 def _validate(built, val_ds):
-    metrics = built.trainer.evaluate(val_ds)
+    metrics = interrupts.call_responsively(built.trainer.evaluate, val_ds)
     out = {"val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"], "val_top5_accuracy": metrics["top5_accuracy"]}
     if built.ema is not None:
         built.ema.swap()
         try:
-            out["ema_val_accuracy"] = built.trainer.evaluate(val_ds)["accuracy"]
+            out["ema_val_accuracy"] = interrupts.call_responsively(built.trainer.evaluate, val_ds)["accuracy"]
         finally:
             built.ema.swap()
     return out
@@ -152,14 +155,20 @@ def _checkpoint(run, epoch, batch, *, totals=None, best=False, stopped=False):
     run.run_dir.save_checkpoint(run.built.checkpoint_groups(), state, keep=run.cfg.run.keep_checkpoints, best=best)
 
 
-def _stop_if_interrupted(run, epoch, batch, totals):
-    """SIGINT/SIGTERM: checkpoint this exact position, then raise Interrupted. Under several workers
-    the stop is all-reduced, so every worker stops at the same step or none does."""
+def _agreed_stop(run):
+    """The signal number of a stop request, or 0. Under several workers the request is all-reduced,
+    so every worker stops at the same step or none does (one alone would hang the others' all-reduce)."""
     signum = interrupts.stop_requested() or 0
     strategy = run.built.strategy
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         agreed = strategy.reduce(SUM, strategy.run(lambda: tf.constant(float(signum))), axis=None)
         signum = signum or (int(signal.SIGTERM) if float(agreed) > 0 else 0)
+    return signum
+
+
+def _stop_if_interrupted(run, epoch, batch, totals):
+    """SIGINT/SIGTERM: checkpoint this exact position, then raise Interrupted."""
+    signum = _agreed_stop(run)
     if not signum:
         return
     # At the epoch's last step this records (epoch, steps_per_epoch): a resume then only validates.

@@ -63,7 +63,10 @@ def train(cfg, callbacks=(), verbose=1):
             _prepare_run_dir(run_dir, cfg, mode, data, built, steps)
         run = Run(cfg, run_dir, data, built, chief, steps, list(start["history"]), start)
         callback_list = _callback_list(run, callbacks, verbose)
-        if start["epoch"] or start["batch"]:
+        if start["epoch"] >= cfg.run.epochs or start["stopped"]:
+            log.info("run %s already ended after %d epoch(s); nothing to train (raise --epochs to extend it)",
+                     run_dir.path, start["epoch"])
+        elif start["epoch"] or start["batch"]:
             log.info("resuming %s at epoch %d, batch %d", run_dir.path, start["epoch"] + 1, start["batch"])
         started = time.perf_counter()
         outcome = fit(run, callback_list)  # 7. the epochs
@@ -90,8 +93,12 @@ def _existing_run(run_dir, cfg):
             return "replace"
         raise UsageError(f"{path} exists but is not a run directory; choose another --name or pass --overwrite")
     try:
-        old = run_dir.read_record()["config"]
+        old = run_dir.read_config().to_dict()
         differs = config_differences(old, cfg)
+        damaged = run_dir.damaged_parts()
+        if damaged:
+            raise UsageError(f"{path} is damaged: {', '.join(damaged)} has the wrong kind (a file where a folder belongs, "
+                             "or the reverse); rerun with --overwrite to start the run over")
     except UsageError:
         if overwrite:
             return "replace"
