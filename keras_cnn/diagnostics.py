@@ -387,6 +387,7 @@ def gradient_check(model, images, labels, *, per_variable=6, epsilon=1e-6, thres
 
 INIT_EXPERIMENT = {  # CS231n lecture 6: label -> (initializer, scale)
     "small random (std 0.01)": ("random_normal", None),
+    "large random (std 1.0)": ("random_normal", 1.0),
     "Xavier (glorot_uniform)": ("glorot_uniform", None),
     "He (he_normal)": ("he_normal", None),
 }

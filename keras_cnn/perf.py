@@ -134,8 +134,8 @@ def _measure(timer, model_name, mode, steps, warmup, repeats, torch_python, torc
     return pairs
 
 
-def measure_peaks(repeats=5):
-    """This machine's reference rates: a float32 4096^3 matmul, a bfloat16 3x3 conv (64->64, 32x32, batch 128)."""
+def measure_peaks(repeats=5, matmul_size=4096):
+    """This machine's reference rates: a float32 4096^3 matmul, float32 and bfloat16 3x3 convs (64->64, 32x32, batch 128)."""
 
     def best_rate(fn, flops):
         fn()  # warm-up: oneDNN builds its primitives on the first call
@@ -146,10 +146,10 @@ def measure_peaks(repeats=5):
             times.append(time.perf_counter() - start)
         return flops / min(times) / 1e9
 
-    a = tf.random.normal([4096, 4096])
+    a = tf.random.normal([matmul_size, matmul_size])
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
     conv_flops = 2 * 128 * 32 * 32 * 9 * 64 * 64
-    rates = {"benchmark": "peaks", "float32_matmul_gflops": round(best_rate(lambda: matmul().numpy(), 2 * 4096**3), 1)}
+    rates = {"benchmark": "peaks", "float32_matmul_gflops": round(best_rate(lambda: matmul().numpy(), 2 * matmul_size**3), 1)}
     for dtype in (tf.float32, tf.bfloat16):
         x = tf.cast(tf.random.normal([128, 32, 32, 64]), dtype)
         w = tf.cast(tf.random.normal([3, 3, 64, 64]), dtype)

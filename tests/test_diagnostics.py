@@ -117,6 +117,8 @@ def test_compare_init_shows_collapse_for_small_init_and_stable_xavier_he(tmp_pat
     small_tanh, xavier_tanh = std[("tanh", small)], std[("tanh", xavier)]
     assert small_tanh[-1] < 1e-6 < 0.1 < xavier_tanh[-1]  # 0.01 init: activations vanish layer by layer
     he_relu, small_relu = std[("relu", he)], std[("relu", small)]
+    large_tanh = [r for r in table if r["activation"] == "tanh" and r["initializer"].startswith("large")][0]
+    assert large_tanh["layer10_std"] > 0.9  # std 1.0 init: tanh units saturate at +-1 (CS231n's third case)
     assert 0.2 < he_relu[-1] / he_relu[0] < 5 and small_relu[-1] < 1e-6
     assert (tmp_path / "compare_init.png").stat().st_size > 10000
 

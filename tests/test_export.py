@@ -120,3 +120,44 @@ def test_evaluate_a_saved_model(trained_mlp, tmp_path):
     assert evaluate.main(["--saved-model", version, "--output-dir", str(tmp_path)]) == 0
     summary = json.load(open(tmp_path / "evaluation.json"))
     assert summary["accuracy"] == pytest.approx(trained_mlp.history[-1]["ema_val_accuracy"], abs=1e-4)
+
+
+def test_predict_walks_folders_and_globs_in_batches_and_writes_csv_and_json(trained_cifar, cifar_folder, tmp_path, capsys):
+    version = os.path.join(trained_cifar.run_dir, "saved_model", "1")
+    bad = cifar_folder.parent / "ignored"  # not passed: only the folders and globs below count
+    out = tmp_path / "p.csv"
+    assert predict.main(["--model", version, str(cifar_folder / "cat"), str(cifar_folder / "ship" / "000*.jpg"),
+                         "--output", str(out), "--top-k", "2"]) == 0
+    import csv
+
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == ["path", "class_1", "probability_1", "class_2", "probability_2"]
+    assert len(rows) == 30 + 10 and not bad.exists()
+    assert float(rows[0]["probability_1"]) >= float(rows[0]["probability_2"])
+    assert predict.main(["--model", version, str(cifar_folder / "cat" / "0000.jpg"), "--output", str(tmp_path / "p.json")]) == 0
+    entry = json.load(open(tmp_path / "p.json"))[0]
+    assert entry["path"].endswith("0000.jpg") and len(entry["top"]) == 3
+
+
+def test_predict_skips_undecodable_files_found_in_folders_but_refuses_named_ones(trained_cifar, cifar_folder, tmp_path, capsys, caplog):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("0000.jpg", "0001.jpg"):
+        (folder / name).write_bytes((cifar_folder / "cat" / name).read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    version = os.path.join(trained_cifar.run_dir, "saved_model", "1")
+    assert predict.main(["--model", version, str(folder)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2 and "broken.jpg" in caplog.text
+    assert predict.main(["--model", version, str(folder / "broken.jpg")]) == 2
+
+
+def test_an_ensemble_averages_its_members_probabilities(trained_cifar, cifar_folder, tmp_path):
+    version = os.path.join(trained_cifar.run_dir, "saved_model", "1")
+    image = str(cifar_folder / "dog" / "0000.jpg")
+    single, double = tmp_path / "one.json", tmp_path / "two.json"
+    assert predict.main(["--model", version, image, "--output", str(single), "--top-k", "10"]) == 0
+    # A run folder stands for its own saved_model/1: the same model twice averages to itself.
+    assert predict.main(["--model", version, "--model", trained_cifar.run_dir, image, "--output", str(double), "--top-k", "10"]) == 0
+    one, two = json.load(open(single))[0]["top"], json.load(open(double))[0]["top"]
+    assert [t["class"] for t in one] == [t["class"] for t in two]
+    np.testing.assert_allclose([t["probability"] for t in one], [t["probability"] for t in two], atol=1e-6)

@@ -7,6 +7,7 @@ between writing a temp file and renaming it, or just before appending to runs.cs
 import csv
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,14 +35,19 @@ def kill_once(argv, mode, rng, span):
     """Run argv and SIGKILL it, at a random moment or at a fault point; returns how, and asserts the
     kill landed (a process that exited first would make the cycle test nothing)."""
     if mode == "random":
-        proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        delay = rng.uniform(*span)  # a fraction of an uninterrupted run's wall time: always before it ends
-        start = time.time()
-        while time.time() - start < delay and proc.poll() is None:
-            time.sleep(0.02)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        returncode = proc.wait()
+        delay = rng.uniform(*span)  # a fraction of an uninterrupted run's wall time
+        for _ in range(4):  # a run faster than the reference finishes first: kill sooner and try again
+            proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            start = time.time()
+            while time.time() - start < delay and proc.poll() is None:
+                time.sleep(0.02)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            returncode = proc.wait()
+            if returncode == -signal.SIGKILL:
+                break
+            shutil.rmtree(out_dir(argv), ignore_errors=True)
+            delay /= 2
         how = f"random {delay:.1f}s"
     else:
         site, count = mode
@@ -50,6 +56,10 @@ def kill_once(argv, mode, rng, span):
         how = f"{site}:{count}"
     assert returncode == -signal.SIGKILL, f"{how}: the process ended by itself (rc {returncode}) before the kill"
     return how
+
+
+def out_dir(argv):
+    return argv[argv.index("--output-dir") + 1]
 
 
 def finish(argv, tries=3):

@@ -3,6 +3,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,10 +31,10 @@ def test_random_search_fills_trials_csv_with_log_spread_rates(mnist_npz, tmp_pat
     search_dir = tmp_path / "mlp-mnist-random"
     rows = read_trials(search_dir / "trials.csv")
     assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4
-    assert list(rows[0])[:5] == ["trial_id", "status", "learning_rate", "weight_decay", "dropout"]
+    assert list(rows[0])[:5] == ["trial_id", "status", "optimizer.learning_rate", "optimizer.weight_decay", "model.dropout"]
     assert {"best_val_accuracy", "best_val_loss", "epochs", "seconds", "seed", "run_dir"} <= set(rows[0])
     assert all(r["status"] in ("finished", "diverged") for r in rows)
-    rates = [float(r["learning_rate"]) for r in rows]
+    rates = [float(r["optimizer.learning_rate"]) for r in rows]
     assert math.log10(max(rates) / min(rates)) >= 1.0, rates  # sampled in log space: decades apart
     assert (search_dir / "search.png").exists()
     out = capsys.readouterr().out
@@ -48,26 +49,39 @@ def test_a_diverging_learning_rate_is_recorded_and_the_search_goes_on(mnist_npz,
     space.write_text('[optimizer.learning_rate]\nvalues = [0.05, 1000.0]\n')
     assert tune.main(tune_argv(mnist_npz, tmp_path, "--tuner", "grid", "--space", str(space), "--max-trials", "2",
                                "--set", "optimizer.momentum=0.9")) == 0
-    rows = {float(r["learning_rate"]): r for r in read_trials(tmp_path / "mlp-mnist-grid" / "trials.csv")}
+    rows = {float(r["optimizer.learning_rate"]): r for r in read_trials(tmp_path / "mlp-mnist-grid" / "trials.csv")}
     assert rows[1000.0]["status"] == "diverged" and rows[1000.0]["best_val_accuracy"] == ""
     assert rows[0.05]["status"] == "finished" and float(rows[0.05]["best_val_accuracy"]) > 0.5
 
 
 def test_refine_narrows_ranges_around_the_best_trials():
-    space = {"optimizer.learning_rate": {"min": 1e-4, "max": 1.0, "sampling": "log"},
-             "model.dropout": {"min": 0.0, "max": 0.5}, "optimizer.name": {"values": ["sgd", "adam", "rmsprop"]}}
+    space = spaces.Space(table={"optimizer.learning_rate": {"min": 1e-4, "max": 1.0, "sampling": "log"},
+                                "model.dropout": {"min": 0.0, "max": 0.5},
+                                "optimizer.name": {"values": ["sgd", "adam", "rmsprop"]}})
     rows = [
-        {"status": "finished", "best_val_accuracy": "0.9", "learning_rate": "0.01", "dropout": "0.1", "name": "sgd"},
-        {"status": "finished", "best_val_accuracy": "0.8", "learning_rate": "0.02", "dropout": "0.2", "name": "adam"},
-        {"status": "finished", "best_val_accuracy": "0.1", "learning_rate": "0.9", "dropout": "0.5", "name": "rmsprop"},
-        {"status": "diverged", "best_val_accuracy": "", "learning_rate": "0.5", "dropout": "0.0", "name": "sgd"},
+        {"status": "finished", "best_val_accuracy": "0.9", "optimizer.learning_rate": "0.01", "model.dropout": "0.1", "optimizer.name": "sgd"},
+        {"status": "finished", "best_val_accuracy": "0.8", "optimizer.learning_rate": "0.02", "model.dropout": "0.2", "optimizer.name": "adam"},
+        {"status": "finished", "best_val_accuracy": "0.1", "optimizer.learning_rate": "0.9", "model.dropout": "0.5", "optimizer.name": "rmsprop"},
+        {"status": "diverged", "best_val_accuracy": "", "optimizer.learning_rate": "0.5", "model.dropout": "0.0", "optimizer.name": "sgd"},
     ]
-    narrowed = spaces.refine(space, rows, top=2)
-    assert narrowed["optimizer.learning_rate"] == {"min": 0.005, "max": 0.04, "sampling": "log"}
+    narrowed, notes = spaces.refine(space, rows, top=2)
+    assert narrowed["optimizer.learning_rate"] == {"min": 0.005, "max": 0.04, "sampling": "log"} and not notes
     assert narrowed["model.dropout"]["min"] == pytest.approx(0.05) and narrowed["model.dropout"]["max"] == pytest.approx(0.25)
     assert narrowed["optimizer.name"] == {"values": ["sgd", "adam"]}
     with pytest.raises(UsageError, match="no finished trials"):
         spaces.refine(space, rows[3:], top=2)
+
+
+def test_refine_widens_a_range_whose_best_trials_sit_at_its_edge():
+    """CS231n: a best value at the edge of the range means the range was too narrow."""
+    space = spaces.Space(table={"optimizer.learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
+                                "model.dropout": {"min": 0.0, "max": 0.5}})
+    rows = [{"status": "finished", "best_val_accuracy": str(a), "optimizer.learning_rate": str(lr), "model.dropout": "0.0"}
+            for a, lr in ((0.9, 0.0095), (0.85, 0.009), (0.2, 0.0002))]
+    narrowed, notes = spaces.refine(space, rows, top=2)
+    assert narrowed["optimizer.learning_rate"]["max"] == pytest.approx(0.1)  # one decade beyond the high edge
+    assert narrowed["model.dropout"]["min"] == 0.0  # dropout cannot go below 0: that edge stays
+    assert notes == ["optimizer.learning_rate: best trials at the high edge 0.01; extended to 0.1"]
 
 
 def test_refine_cli_runs_the_next_stage(mnist_npz, tmp_path):
@@ -76,8 +90,9 @@ def test_refine_cli_runs_the_next_stage(mnist_npz, tmp_path):
     assert tune.main(tune_argv(mnist_npz, tmp_path, "--max-trials", "2", "--refine", str(first), "--top", "2")) == 0
     record = json.load(open(tmp_path / "mlp-mnist-random-refine" / "search.json"))
     best = sorted(read_trials(first), key=lambda r: float(r["best_val_accuracy"] or 0), reverse=True)[:2]
-    lr = record["space"]["optimizer.learning_rate"]
-    assert lr["min"] <= min(float(r["learning_rate"]) for r in best) <= max(float(r["learning_rate"]) for r in best) <= lr["max"]
+    lr = record["space"]["table"]["optimizer.learning_rate"]
+    rates = [float(r["optimizer.learning_rate"]) for r in best]
+    assert lr["min"] <= min(rates) <= max(rates) <= lr["max"]
     assert len(read_trials(tmp_path / "mlp-mnist-random-refine" / "trials.csv")) == 2
 
 
@@ -99,10 +114,11 @@ def test_bad_search_arguments_are_one_line_and_exit_2(extra, needle, mnist_npz, 
 def test_bad_space_files_are_refused(tmp_path):
     for text, needle in [('[optimizer.lr]\nmin = 1\nmax = 2\n', "unknown field"),
                          ('[optimizer.learning_rate]\nmin = 1.0\nmax = 0.1\n', "min < max"),
-                         ('[optimizer.learning_rate]\nmin = 0.0\nmax = 1.0\nsampling = "log"\n', "log sampling needs min > 0")]:
+                         ('[optimizer.weight_decay]\nmin = 0.0\nmax = 1.0\nsampling = "log"\n', "log sampling needs min > 0"),
+                         ('[model.dropout]\nmin = 0.0\nmax = 1.0\n', "model.dropout must be in [0, 1)")]:
         path = tmp_path / "s.toml"
         path.write_text(text)
-        with pytest.raises(UsageError, match=needle):
+        with pytest.raises(UsageError, match=re.escape(needle)):
             spaces.load_space(str(path), "mlp")
 
 
@@ -185,3 +201,91 @@ def test_killed_search_resumes_with_every_trial_once(mnist_npz, tmp_path):
     rows = read_trials(trials)
     assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4, rows
     assert all(r["status"] == "finished" for r in rows)
+
+
+PYTHON_SPACE = """
+def space(hp):
+    return {"model.name": hp.Choice("model.name", ["mlp", "linear"]),
+            "optimizer.name": hp.Choice("optimizer.name", ["sgd", "adam"]),
+            "optimizer.learning_rate": hp.Float("optimizer.learning_rate", 1e-3, 1e-2, sampling="log")}
+"""
+
+
+def test_a_python_space_over_model_and_optimizer_names_needs_no_model_flag(mnist_small, tmp_path, capsys):
+    """Two hyperparameters that end in .name stay apart: each is named by its full config path."""
+    space = tmp_path / "space.py"
+    space.write_text(PYTHON_SPACE)
+    argv = ["--space", str(space), "--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--max-trials", "3",
+            "--epochs-per-trial", "1", *SMALL]
+    assert tune.main(argv) == 0
+    rows = read_trials(tmp_path / "models-mnist-random" / "trials.csv")
+    assert len(rows) == 3 and all(r["status"] == "finished" for r in rows), rows
+    assert {r["model.name"] for r in rows} <= {"mlp", "linear"} and {r["optimizer.name"] for r in rows} <= {"sgd", "adam"}
+    assert "--set model.name=" in capsys.readouterr().out
+
+
+def test_a_search_whose_every_trial_fails_exits_1_with_the_first_failure(mnist_small, tmp_path, capsys):
+    space = tmp_path / "space.py"
+    space.write_text('def space(hp):\n    return {"model.name": "mlp", "model.shortcut": hp.Choice("model.shortcut", ["identity"]),\n'
+                     '            "optimizer.learning_rate": hp.Float("optimizer.learning_rate", 0.01, 0.1)}\n')
+    argv = ["--space", str(space), "--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--max-trials", "3",
+            "--epochs-per-trial", "1", *SMALL]
+    assert tune.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: every trial failed; the first:") and "has no option 'shortcut'" in err[-1], err
+
+
+def test_the_dataset_is_named_after_the_data_or_refused(mnist_small, tmp_path, capsys):
+    base = ["--model", "mlp", "--output-dir", str(tmp_path), "--max-trials", "1", "--epochs-per-trial", "1", *SMALL]
+    assert tune.main(base + ["--data-dir", str(mnist_small)]) == 0
+    record = json.load(open(tmp_path / "mlp-mnist-random" / "search.json"))
+    assert record["base"]["data"]["dataset"] == "mnist"
+    assert tune.main(base) == 2
+    assert "pass --dataset NAME or --data-dir PATH" in capsys.readouterr().err
+
+
+def test_seed_0_is_a_seed_like_any_other(mnist_small, tmp_path):
+    """KerasTuner reads seed 0 as "random"; two searches with --seed 0 must draw the same trials."""
+    drawn = []
+    for out in ("a", "b"):
+        assert tune.main(tune_argv(mnist_small, tmp_path / out, "--max-trials", "2", "--seed", "0")) == 0
+        drawn.append([r["optimizer.learning_rate"] for r in read_trials(tmp_path / out / "mlp-mnist-random" / "trials.csv")])
+    assert drawn[0] == drawn[1]
+
+
+def test_tensorboard_serves_the_searchs_trials_in_its_hparams_view(mnist_small, tmp_path):
+    """The real tensorboard server over a finished search: one HParams session per trial, with status and metrics."""
+    import urllib.request
+
+    assert tune.main(tune_argv(mnist_small, tmp_path, "--max-trials", "3")) == 0
+    port = free_port()
+    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "tensorboard"), "--logdir",
+                               str(tmp_path / "mlp-mnist-random"), "--host", "127.0.0.1", "--port", str(port), "--load_fast=false"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
+    body = json.dumps({"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                                                 "STATUS_RUNNING"], "colParams": [], "startIndex": 0,
+                       "sliceSize": 100}).encode()
+    groups = []
+    try:
+        for _ in range(120):
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/data/plugin/hparams/session_groups", data=body,
+                                                 headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"})
+                groups = json.loads(urllib.request.urlopen(request, timeout=5).read())["sessionGroups"]
+                if len(groups) == 3:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+    finally:
+        server.kill()
+        server.wait()
+    assert len(groups) == 3, groups
+    rows = {r["trial_id"]: r for r in read_trials(tmp_path / "mlp-mnist-random" / "trials.csv")}
+    for group in groups:
+        session = group["sessions"][0]
+        trial = rows[group["name"]]
+        assert session["status"] == "STATUS_SUCCESS" and group["hparams"]["optimizer.learning_rate"] == pytest.approx(
+            float(trial["optimizer.learning_rate"]))
+        metrics = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+        assert metrics["best_val_accuracy"] == pytest.approx(float(trial["best_val_accuracy"]), abs=1e-6)

@@ -1,17 +1,34 @@
-"""KerasTuner over keras_cnn.train: every trial is a real training run with its own run dir."""
+"""KerasTuner over keras_cnn.train: every trial is a real training run with its own run dir.
+
+    from tuning import run_search, load_space
+    rows = run_search(base_config, load_space("my_space.py", None), "searches/mine", max_trials=10)
+
+`run_search` is what tune.py calls; trials.csv (one row per trial) is the source of truth.
+"""
+import json
+import logging
 import os
+import shutil
 
 import keras_tuner
 
-from keras_cnn.config import apply_overrides
+from keras_cnn.config import apply_overrides, is_path_component
 from keras_cnn.errors import UsageError
-from tuning import spaces
+from keras_cnn.io import write_json
+from keras_cnn.run_dir import RunDir
+from tuning import hparams
 from tuning.runner import run_trial
 from tuning.trials import columns_for, plot_search, read_trials
+
+log = logging.getLogger("keras_cnn")
 
 TUNERS = ("random", "bayesian", "hyperband", "grid")
 # What a diverged trial reports: the worst possible accuracy, finite so every oracle copes.
 WORST_SCORE = 0.0
+
+
+class SearchFailed(Exception):
+    """Every trial of a search failed; the message is the first failure's."""
 
 
 class KerasCnnTuner(keras_tuner.Tuner):
@@ -21,22 +38,24 @@ class KerasCnnTuner(keras_tuner.Tuner):
         super().__init__(oracle=oracle, hypermodel=None, directory=search_dir, project_name="keras_tuner", **kwargs)
         self.base_config, self.space, self.search_dir = base_config, space, search_dir
         self.trials_path = os.path.join(search_dir, "trials.csv")
-        self.columns = columns_for([spaces.column(p) for p in space])
+        self.columns = columns_for(space.paths())
 
     def run_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
-        values = spaces.define(hp, self.space)
+        values = self.space.define(hp)
         existing = {r["trial_id"]: r for r in read_trials(self.trials_path)}.get(trial.trial_id)
         if existing and existing["status"] in ("finished", "diverged"):
             # KerasTuner may hand out a trial again after a crash; never train it twice.
             return {"val_accuracy": float(existing["best_val_accuracy"] or WORST_SCORE)}
         cfg = self.trial_config(trial.trial_id, values, hp)
-        row = {"trial_id": trial.trial_id, **{spaces.column(p): v for p, v in values.items()},
-               "seed": cfg.run.seed, "run_dir": os.path.join(cfg.run.output_dir, cfg.run.name), "tuner_id": self.tuner_id}
+        row = {"trial_id": trial.trial_id, **values, "seed": cfg.run.seed,
+               "run_dir": os.path.join(cfg.run.output_dir, cfg.run.name), "tuner_id": self.tuner_id}
         try:
             row = run_trial(cfg, self.trials_path, row, self.columns)
         except UsageError as err:
+            hparams.write_session(RunDir(row["run_dir"]).tensorboard_dir, row["trial_id"], values, "failed", {})
             raise keras_tuner.errors.FailedTrialError(str(err)) from None
+        hparams.write_session(RunDir(row["run_dir"]).tensorboard_dir, row["trial_id"], values, row["status"], row)
         score = row["best_val_accuracy"]
         return {"val_accuracy": WORST_SCORE if row["status"] == "diverged" or score is None else float(score)}
 
@@ -65,41 +84,100 @@ def make_oracle(kind, space, max_trials, seed, max_epochs):
     objective = keras_tuner.Objective("val_accuracy", direction="max")
     # The whole space is declared up front: KerasTuner otherwise learns it from the first
     # trial's report, and a second worker asking before that gets an empty space and is
-    # told to stop (seen here: one of two workers ran no trial).
-    hyperparameters = keras_tuner.HyperParameters()
-    spaces.define(hyperparameters, space)
-    common = {"objective": objective, "seed": seed, "hyperparameters": hyperparameters, "allow_new_entries": False}
+    # told to stop (seen here: one of two workers ran no trial). KerasTuner reads seed 0 as
+    # "pick one at random", so the oracle gets seed + 1: --seed 0 is as reproducible as any.
+    common = {"objective": objective, "seed": seed + 1, "hyperparameters": space.declared(),
+              "allow_new_entries": space.conditional, "tune_new_entries": True}
     if kind == "random":
         return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials, **common)
     if kind == "bayesian":
         return keras_tuner.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
     if kind == "grid":
-        for path, spec in space.items():
-            if "values" not in spec:
-                raise UsageError(f"grid search needs a list of values for every hyperparameter; {path} is a range")
+        ranges = [p for p, spec in (space.table or {}).items() if "values" not in spec]
+        if ranges:
+            raise UsageError(f"grid search needs a list of values for every hyperparameter; {ranges[0]} is a range")
         return keras_tuner.oracles.GridSearchOracle(max_trials=max_trials, **common)
     # Hyperband sets each trial's epochs itself (successive halving up to max_epochs),
-    # so --epochs-per-trial is its maximum; trials train from scratch, not warm-started.
+    # so the base config's epochs are its maximum; trials train from scratch, not warm-started.
     return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs, **common)
 
 
-def best_command(rows, space, base_args):
-    finished = [r for r in rows if r["status"] == "finished" and r.get("best_val_accuracy")]
-    if not finished:
-        return None, None
-    best = max(finished, key=lambda r: float(r["best_val_accuracy"]))
-    sets = " ".join(f"--set {p}={best[spaces.column(p)]}" for p in space)
-    return best, f"python scripts/train.py {base_args} {sets}".replace("  ", " ")
+def run_search(base, space, search_dir, *, tuner="random", max_trials=20, overwrite=False):
+    """Search `space` around the TrainConfig `base` (its run.epochs per trial, its run.seed for the
+    oracle and every trial) in `search_dir`; returns the trials.csv rows. Rerunning resumes.
 
+    Raises SearchFailed when every trial failed, with the first failure's message.
+    """
+    if tuner not in TUNERS:
+        raise UsageError(f"unknown tuner {tuner!r}; choose one of: {', '.join(TUNERS)}")
+    if not space.sets("model.name") and not base.model.name:
+        raise UsageError("no model: pass --model, or set model.name in the space")
+    _claim_search_dir(search_dir, {"base": base.to_dict(), "space": space.record, "tuner": tuner, "max_trials": max_trials},
+                      overwrite)
+    hparams.write_experiment(search_dir, space.declared(), ["best_val_accuracy", "best_val_loss"])
 
-def report(search_dir, space, base_args):
+    def make_tuner():
+        oracle = make_oracle(tuner, space, max_trials, base.run.seed, base.run.epochs)
+        return KerasCnnTuner(oracle, base, space, search_dir, overwrite=False)
+
+    try:
+        search = make_tuner()
+    except (ValueError, KeyError, RuntimeError) as err:
+        # KerasTuner writes its oracle and trial JSON in place; a kill mid-write leaves it
+        # unreadable. trials.csv is the source of truth: rebuild the oracle from scratch with
+        # the same seed, and finished trials are answered from trials.csv, not retrained.
+        log.warning("KerasTuner state in %s is damaged (%s); rebuilding it from trials.csv", search_dir, err)
+        shutil.rmtree(os.path.join(search_dir, "keras_tuner"), ignore_errors=True)
+        search = make_tuner()
+    try:
+        search.search(verbose=0)
+    except RuntimeError as err:  # KerasTuner gives up after 3 consecutive failed trials
+        if "consecutive" not in str(err):
+            raise
     rows = read_trials(os.path.join(search_dir, "trials.csv"))
-    plot_search(rows, space, os.path.join(search_dir, "search.png"))
-    best, command = best_command(rows, space, base_args)
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "diverged", "failed", "running")}
-    print(f"{len(rows)} trials in {os.path.join(search_dir, 'trials.csv')}: "
-          + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-    if best:
-        print(f"best: trial {best['trial_id']}, validation accuracy {float(best['best_val_accuracy']):.4f}")
-        print(f"reproduce it: {command}")
+    plot_search(rows, space.declared(), os.path.join(search_dir, "search.png"))
+    if rows and all(r["status"] == "failed" for r in rows):
+        raise SearchFailed(f"every trial failed; the first: {rows[0].get('error') or 'see trials.csv'}")
     return rows
+
+
+def _claim_search_dir(search_dir, record, overwrite):
+    """A search dir belongs to one search: resuming it with other settings would mix results."""
+    if not is_path_component(os.path.basename(os.path.normpath(search_dir))):
+        raise UsageError(f"search folder {search_dir!r} must end in one folder name")
+    path = os.path.join(search_dir, "search.json")
+    record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in record.items()}
+    if os.path.exists(path) and not overwrite:
+        try:
+            with open(path) as f:
+                previous = json.load(f)
+        except (OSError, ValueError):
+            previous = None
+        if json.loads(json.dumps(record)) != previous:
+            raise UsageError(f"{search_dir} holds a search with other settings; choose another --name or pass --overwrite")
+        return
+    if overwrite and os.path.lexists(search_dir):  # only this search's own folder
+        shutil.rmtree(search_dir) if os.path.isdir(search_dir) and not os.path.islink(search_dir) else os.unlink(search_dir)
+    try:
+        os.makedirs(search_dir, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create {search_dir} ({err.strerror}); choose a writable --output-dir") from None
+    write_json(path, record)
+
+
+def best_trial(rows):
+    finished = [r for r in rows if r["status"] == "finished" and r.get("best_val_accuracy")]
+    return max(finished, key=lambda r: float(r["best_val_accuracy"])) if finished else None
+
+
+def summary_lines(rows, search_dir, base_args):
+    """What tune.py prints: counts, the best trial, and the train.py command that reproduces it."""
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "diverged", "failed", "running")}
+    lines = [f"{len(rows)} trials in {os.path.join(search_dir, 'trials.csv')}: "
+             + ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
+    best = best_trial(rows)
+    if best:
+        sets = " ".join(f"--set {p}={best[p]}" for p in best if "." in p and best[p] not in ("", None))
+        lines.append(f"best: trial {best['trial_id']}, validation accuracy {float(best['best_val_accuracy']):.4f}")
+        lines.append(f"reproduce it: python scripts/train.py {base_args} {sets}".replace("  ", " "))
+    return lines

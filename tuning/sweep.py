@@ -24,6 +24,7 @@ from keras_cnn.cli.common import ArgumentParser, cli_entry, folder_name
 from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.errors import UsageError
 from keras_cnn.io import atomic_write, csv_text
+from keras_cnn.smoke import cap
 from tuning.runner import run_trial
 from tuning.trials import columns_for, read_trials
 
@@ -74,7 +75,7 @@ def main(argv=None):
         configs[arm] = apply_overrides(TrainConfig(), assignments(base) + assignments(fields) + extra + list(args.set))
 
     for arm, cfg in configs.items():
-        for seed in range(args.seeds):
+        for seed in range(cap(args.seeds, 2)):
             trial_id = f"{arm}-seed{seed}"
             done = {r["trial_id"]: r for r in read_trials(trials_path)}.get(trial_id)
             if done and done["status"] in ("finished", "diverged"):

@@ -5,7 +5,6 @@ atomically, so workers sharing a search directory never lose or duplicate a row.
 """
 from keras_cnn import plots
 from keras_cnn.io import read_csv, rewrite_locked
-from tuning.spaces import column
 
 RESULT_COLUMNS = ["best_val_accuracy", "best_val_loss", "epochs", "seconds", "seed", "run_dir", "tuner_id", "error"]
 
@@ -29,20 +28,20 @@ def upsert_trial(path, row, columns):
     rewrite_locked(path, update, columns)
 
 
-def plot_search(rows, space, path):
-    """Validation accuracy against each numeric hyperparameter (log axes where sampled in log)."""
-    numeric = [p for p, s in space.items() if "values" not in s]
+def plot_search(rows, hyperparameters, path):
+    """Validation accuracy against each numeric hyperparameter (log axes where sampled in log space)."""
+    numeric = [p for p in hyperparameters.space if type(p).__name__ in ("Float", "Int")]
     if not numeric or not rows:
         return
     fig, axes = plots.plt.subplots(1, len(numeric), figsize=(4.5 * len(numeric), 3.8), squeeze=False)
     for ax, p in zip(axes[0], numeric):
         for status, marker, color in (("finished", "o", "tab:blue"), ("diverged", "x", "tab:red"), ("stopped", "s", "tab:orange")):
-            pts = [(float(r[column(p)]), float(r["best_val_accuracy"] or 0)) for r in rows if r["status"] == status and r.get(column(p))]
+            pts = [(float(r[p.name]), float(r["best_val_accuracy"] or 0)) for r in rows if r["status"] == status and r.get(p.name)]
             if pts:
                 ax.scatter(*zip(*pts), marker=marker, color=color, label=status)
-        if space[p].get("sampling") == "log":
+        if getattr(p, "sampling", None) == "log":
             ax.set_xscale("log")
-        ax.set(xlabel=column(p), ylabel="best validation accuracy")
+        ax.set(xlabel=p.name, ylabel="best validation accuracy")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

@@ -1,40 +1,43 @@
 """Hyperparameter search with KerasTuner over keras_cnn.train.
 
     python scripts/tune.py --model resnet20 --space default --tuner random --max-trials 20 --epochs-per-trial 5
-    python scripts/tune.py --model mlp --dataset mnist --refine searches/mlp-mnist-random/trials.csv --top 5
+    python scripts/tune.py --model mlp --data-dir ../shared/data/mnist --refine searches/mlp-mnist-random/trials.csv
+    python scripts/tune.py --space my_space.py --data-dir ../shared/data/mnist      # space(hp) sets model.name
 
 Each trial is a real training run (<search dir>/runs/trial_<id>/); trials.csv holds one row
-per trial, search.png plots accuracy against each hyperparameter, and the best trial is
-printed as a train.py command. Rerunning the same command resumes the search. Distributed:
-start the same command on each machine with KERASTUNER_TUNER_ID (chief, tuner0, tuner1, ...),
-KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set (see the README).
+per trial (hyperparameters named by config path), search.png plots accuracy against each
+hyperparameter, TensorBoard's HParams view reads the search folder, and the best trial is
+printed as a train.py command. Rerunning the same command resumes the search. Exit status 1
+when every trial failed. Distributed: start the same command on each machine with
+KERASTUNER_TUNER_ID (chief, tuner0, tuner1, ...), KERASTUNER_ORACLE_IP and
+KERASTUNER_ORACLE_PORT set (see the README).
 """
-import json
 import logging
 import os
 import shlex
-import shutil
+import sys
 
-from keras_cnn.cli.common import ArgumentParser, cli_entry, folder_name
+from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, folder_name
 from keras_cnn.config import TrainConfig, apply_overrides
+from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError, choose
-from keras_cnn.io import write_json
 from keras_cnn.presets import preset
+from keras_cnn.smoke import cap
 from tuning import search, spaces
 from tuning.trials import read_trials
 
 
 def build_parser():
     parser = ArgumentParser(prog="tune.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--dataset", default="cifar10")
+    parser.add_argument("--model", help="the model every trial trains (not needed when the space sets model.name)")
+    parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name)")
     parser.add_argument("--data-dir")
     parser.add_argument("--preset", help="start every trial from this preset's config")
-    parser.add_argument("--space", default="default", help="default (the model family's), a built-in name, or a TOML file")
+    parser.add_argument("--space", default="default", help="default (the model family's), a built-in name, a TOML file, or a .py file defining space(hp)")
     parser.add_argument("--tuner", default="random", help="random, bayesian, hyperband, grid")
     parser.add_argument("--max-trials", type=int, default=20)
     parser.add_argument("--epochs-per-trial", type=int, default=5, help="epochs per trial (hyperband: the maximum)")
-    parser.add_argument("--seed", type=int, default=0, help="the oracle's seed and every trial's training seed")
+    parser.add_argument("--seed", type=int, default=0, help="the oracle's seed and every trial's training seed (0 is a seed like any other)")
     parser.add_argument("--output-dir", default="searches")
     parser.add_argument("--name", help="search name (default <model>-<dataset>-<tuner>[-refine])")
     parser.add_argument("--refine", metavar="TRIALS_CSV", help="narrow the space around the best trials of this search")
@@ -48,48 +51,46 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-
     choose("tuner", args.tuner, search.TUNERS)
-    if args.max_trials < 1 or args.epochs_per_trial < 1 or args.top < 1:
-        raise UsageError("--max-trials, --epochs-per-trial and --top must be at least 1")
+    for flag in ("max_trials", "epochs_per_trial", "top"):
+        at_least(getattr(args, flag), f"--{flag.replace('_', '-')}")
+    at_least(args.seed, "--seed", 0)
+    if args.dataset is None:
+        if not args.data_dir:
+            raise UsageError("pass --dataset NAME or --data-dir PATH (the dataset is named after its folder)")
+        args.dataset = infer_dataset_name(args.data_dir)
     space = spaces.load_space(args.space, args.model)
+    notes = []
     if args.refine:
         if not os.path.isfile(args.refine):
             raise UsageError(f"--refine {args.refine} does not exist; give a search's trials.csv")
-        space = spaces.refine(space, read_trials(args.refine), args.top)
-    default = f"{args.model}-{args.dataset.replace('/', '_')}-{args.tuner}" + ("-refine" if args.refine else "")
+        table, notes = spaces.refine(space, read_trials(args.refine), args.top)
+        space = spaces.Space(table=table, source=args.refine)
+    if not args.model and not space.sets("model.name"):
+        raise UsageError("pass --model NAME, or a --space that sets model.name")
+    model = args.model or "models"
+    default = f"{model}-{args.dataset.replace('/', '_')}-{args.tuner}" + ("-refine" if args.refine else "")
     name = folder_name(args.name, "--name") if args.name is not None else default
     search_dir = os.path.join(args.output_dir, name)
-
-    fixed = [f"model.name={args.model}", f"data.dataset={args.dataset}", f"run.epochs={args.epochs_per_trial}",
-             f"run.seed={args.seed}"]
-    if args.data_dir:
-        fixed.append(f"data.data_dir={os.path.abspath(args.data_dir)}")
+    fixed = [f"data.dataset={args.dataset}", f"run.epochs={args.epochs_per_trial}", f"run.seed={args.seed}"]
+    fixed += [f"model.name={args.model}"] if args.model else []
+    fixed += [f"data.data_dir={os.path.abspath(args.data_dir)}"] if args.data_dir else []
     base = apply_overrides(preset(args.preset) if args.preset else TrainConfig(), fixed + list(args.set))
-    _check_same_search(search_dir, args, space)
-
-    def make_tuner():
-        oracle = search.make_oracle(args.tuner, space, args.max_trials, args.seed, args.epochs_per_trial)
-        return search.KerasCnnTuner(oracle, base, space, search_dir, overwrite=args.overwrite)
-
+    for note in notes:
+        print(f"refine: {note}")
     try:
-        tuner = make_tuner()
-    except (ValueError, KeyError, RuntimeError) as err:
-        # KerasTuner writes its oracle and trial JSON in place; a kill mid-write leaves it
-        # unreadable. trials.csv is the source of truth: rebuild the oracle from scratch with
-        # the same seed, and finished trials are answered from trials.csv, not retrained.
-
-        logging.warning("KerasTuner state in %s is damaged (%s); rebuilding it from trials.csv", search_dir, err)
-        shutil.rmtree(os.path.join(search_dir, "keras_tuner"), ignore_errors=True)
-        tuner = make_tuner()
-    tuner.search()
-    base_args = " ".join(shlex.quote(a) for a in _train_args(args))
-    search.report(search_dir, space, base_args)
+        rows = search.run_search(base, space, search_dir, tuner=args.tuner, max_trials=cap(args.max_trials, 2),
+                                 overwrite=args.overwrite)
+    except search.SearchFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(search.summary_lines(rows, search_dir, " ".join(shlex.quote(a) for a in _train_args(args)))))
     return 0
 
 
 def _train_args(args):
-    out = ["--model", args.model, "--dataset", args.dataset, "--epochs", str(args.epochs_per_trial), "--seed", str(args.seed)]
+    out = (["--model", args.model] if args.model else []) + ["--dataset", args.dataset, "--epochs",
+                                                              str(args.epochs_per_trial), "--seed", str(args.seed)]
     if args.data_dir:
         out += ["--data-dir", args.data_dir]
     if args.preset:
@@ -97,28 +98,6 @@ def _train_args(args):
     for s in args.set:
         out += ["--set", s]
     return out
-
-
-def _check_same_search(search_dir, args, space):
-    """A search dir belongs to one search: resuming it with other settings would mix results."""
-    record = {"model": args.model, "dataset": args.dataset, "tuner": args.tuner, "max_trials": args.max_trials,
-              "epochs_per_trial": args.epochs_per_trial, "seed": args.seed, "set": args.set, "space": space,
-              "preset": args.preset}
-    path = os.path.join(search_dir, "search.json")
-    if os.path.exists(path) and not args.overwrite:
-        with open(path) as f:
-            previous = json.load(f)
-        if json.loads(json.dumps(record)) != previous:
-            raise UsageError(f"{search_dir} holds a search with other settings; choose another --name or pass --overwrite")
-        return
-    if args.overwrite and os.path.lexists(search_dir):  # only this search's own folder
-        shutil.rmtree(search_dir) if os.path.isdir(search_dir) and not os.path.islink(search_dir) else os.unlink(search_dir)
-    try:
-        os.makedirs(search_dir, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create {search_dir} ({err.strerror}); choose a writable --output-dir") from None
-
-    write_json(path, record)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from keras_cnn.data import prepare_data
 from keras_cnn.data.pipeline import make_dataset
 from keras_cnn.errors import UsageError
 from keras_cnn.perf import benchmark_models, measure_peaks
+from keras_cnn.smoke import cap
 
 
 @cli_entry
@@ -55,12 +56,15 @@ def main(argv=None):
     parser.add_argument("--compare-keras", action="store_true", help="also time image_dataset_from_directory")
     parser.add_argument("--keras-batches", type=int, default=100, help="batches timed for --compare-keras")
     args = parser.parse_args(argv)
+    # KERAS_CNN_SMOKE=1: a few steps of each measurement, to check the command works.
+    args.steps, args.warmup, args.repeats = cap(args.steps, 3), cap(args.warmup, 2), cap(args.repeats, 1)
+    args.epochs, args.keras_batches = cap(args.epochs, 1), cap(args.keras_batches, 3)
     if not args.pipeline and not args.model and not args.peaks:
         raise UsageError("nothing to measure: pass --model NAME (training step), --pipeline (input pipeline) or --peaks")
     if args.batch_size < 1 or args.epochs < 1 or args.steps < 1 or args.repeats < 1:
         raise UsageError("--batch-size, --epochs, --steps and --repeats must be at least 1")
     if args.peaks:
-        print(json.dumps(measure_peaks()), flush=True)
+        print(json.dumps(measure_peaks(repeats=cap(5, 1), matmul_size=cap(4096, 1024))), flush=True)
     if args.pipeline:
         print(json.dumps(benchmark_pipeline(args)), flush=True)
         if args.compare_keras:
@@ -112,7 +116,8 @@ def benchmark_keras_folder(args):
     if not folder or not os.path.isdir(folder):
         raise UsageError("--compare-keras needs --data-dir pointing at an image folder")
     ds = keras.utils.image_dataset_from_directory(folder, batch_size=args.batch_size, image_size=(32, 32), verbose=False)
-    ds = ds.map(lambda x, y: (x / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    # Repeated: a folder smaller than warm-up + timed batches must not run dry mid-measurement.
+    ds = ds.map(lambda x, y: (x / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE).repeat().prefetch(tf.data.AUTOTUNE)
     it = iter(ds)
     next(it)  # warm-up
     start = time.perf_counter()

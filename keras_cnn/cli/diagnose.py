@@ -17,10 +17,12 @@ from keras_cnn import diagnostics as d
 from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_options_from_args
 from keras_cnn.config import TrainConfig, apply_overrides, validate
 from keras_cnn.data import prepare_data
+from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError
 from keras_cnn.io import atomic_write, csv_text, write_json
 from keras_cnn.models import create_model
 from keras_cnn.models import model_options as options_of
+from keras_cnn.smoke import cap
 from keras_cnn.training.build import model_options
 from keras_cnn.training.precision import precision_policy
 
@@ -28,7 +30,7 @@ from keras_cnn.training.precision import precision_policy
 def build_parser():
     parser = ArgumentParser(prog="diagnose.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mlp")
-    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name, else mnist)")
     parser.add_argument("--data-dir")
     parser.add_argument("--output-dir", default="diagnostics")
     parser.add_argument("--learning-rate", "--lr", type=float, default=0.01, dest="learning_rate",
@@ -45,6 +47,7 @@ def build_parser():
 @cli_entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.batch_size = cap(args.batch_size, 32)  # KERAS_CNN_SMOKE=1: seconds of the same checks
     try:
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as err:
@@ -79,7 +82,8 @@ def main(argv=None):
 def diagnostic_config(args):
     """The TrainConfig every check builds from: the flags' model, data and precision."""
 
-    assignments = [f"model.name={args.model}", f"data.dataset={args.dataset}", f"data.batch_size={args.batch_size}",
+    dataset = args.dataset or (infer_dataset_name(args.data_dir) if args.data_dir else "mnist")
+    assignments = [f"model.name={args.model}", f"data.dataset={dataset}", f"data.batch_size={args.batch_size}",
                    f"run.seed={args.seed}", f"run.precision={args.precision}", "optimizer.momentum=0.9"]
     if args.data_dir:
         assignments.append(f"data.data_dir={args.data_dir}")
@@ -105,8 +109,9 @@ def run_checks(args):
     model = build()
     checks = [d.initial_loss_check(model, probe, probe_labels, k),
               d.regularization_raises_loss_check(model, build(weight_decay=1e-2), probe, probe_labels),
-              d.overfit_check(cfg, images[:20], labels[:20], k),
-              d.lr_range_test(cfg, images, labels, k, plot_path=os.path.join(args.output_dir, "lr_range.png"))]
+              d.overfit_check(cfg, images[:20], labels[:20], k, max_steps=cap(300, 30)),
+              d.lr_range_test(cfg, images, labels, k, steps=cap(200, 30),
+                              plot_path=os.path.join(args.output_dir, "lr_range.png"))]
     stats = d.activation_statistics(model, probe)
     if stats:
         d.plot_activation_histograms(stats, os.path.join(args.output_dir, "activations.png"))
@@ -117,7 +122,7 @@ def run_checks(args):
     with precision_policy("float64"):
         no_dropout = {"dropout": 0.0} if "dropout" in options_of(cfg.model.name) else {}
         small = build(**no_dropout)
-    checks.append(d.gradient_check(small, images[:2].astype("float64"), labels[:2])[0])
+    checks.append(d.gradient_check(small, images[:2].astype("float64"), labels[:2], per_variable=cap(6, 1))[0])
     return checks
 
 

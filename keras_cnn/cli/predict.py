@@ -1,47 +1,143 @@
-"""Classify image files with an exported SavedModel: top-k classes with probabilities.
+"""Classify images with exported SavedModels: top-k classes with probabilities.
 
     python scripts/predict.py --model exports/resnet20-cifar10/1 cat.jpg ship.png --top-k 3
+    python scripts/predict.py --model exports/a/1 --model runs/b photos/ 'more/*.png' --output predictions.csv
 
-Uses only TensorFlow (the model's `serve_image_bytes` signature), as a serving client would.
+Images: files, folders (searched recursively for JPEG/PNG/GIF/BMP) and glob patterns. Several
+--model (SavedModel version folders, or run folders, whose saved_model/1 is used) form an
+ensemble: their probabilities are averaged (CS231n's model ensembles). Uses only TensorFlow (the
+`serve_image_bytes` signature), as a serving client would. --output writes a CSV (path, then
+class and probability for each of the top k) or JSON; without it, one line per image.
 """
+import glob
+import json
+import logging
+import os
 
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry
+from keras_cnn.data.sources import IMAGE_EXTENSIONS
 from keras_cnn.errors import UsageError
 from keras_cnn.export import load_saved_model
+from keras_cnn.io import atomic_write, csv_text
+
+log = logging.getLogger("keras_cnn")
+BATCH = 64
 
 
 @cli_entry
 def main(argv=None):
     parser = ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="an exported SavedModel version directory")
-    parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
+    parser.add_argument("--model", action="append", required=True,
+                        help="a SavedModel version folder or a run folder; repeat it for an ensemble")
+    parser.add_argument("images", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--output", help="write the predictions to FILE.csv or FILE.json")
     args = parser.parse_args(argv)
-    if args.top_k < 1:
-        raise UsageError("--top-k must be at least 1")
-
-
-    loaded = load_saved_model(args.model)
-    serve = loaded.signatures["serve_image_bytes"]
-    class_names = [n.decode() for n in loaded.class_names[0].numpy()]
-    for path in args.images:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as err:
-            raise UsageError(f"cannot read {path} ({err.strerror})") from None
-        try:
-            out = serve(image_bytes=tf.constant([data]))
-        except tf.errors.InvalidArgumentError:
-            raise UsageError(f"{path} is not a decodable image (JPEG, PNG, GIF or BMP)") from None
-        probabilities = out["probabilities"].numpy()[0]
-        top = np.argsort(-probabilities)[: args.top_k]
-        ranked = ", ".join(f"{class_names[i]} {probabilities[i]:.4f}" for i in top)
-        print(f"{path}: {ranked}")
+    at_least(args.top_k, "--top-k")
+    if args.output and not args.output.endswith((".csv", ".json")):
+        raise UsageError(f"--output {args.output} must end in .csv or .json")
+    models = [load_member(path) for path in args.model]
+    class_names = check_same_classes(models, args.model)
+    files, named = expand(args.images)
+    rows = []
+    for start in range(0, len(files), BATCH):
+        batch = files[start:start + BATCH]
+        probabilities, kept = predict_batch(models, batch, named)
+        for path, p in zip(kept, probabilities):
+            top = np.argsort(-p)[: args.top_k]
+            rows.append({"path": path, "top": [(class_names[i], float(p[i])) for i in top]})
+    write(rows, args.output, args.top_k)
     return 0
+
+
+def load_member(path):
+    """A SavedModel, or a run folder's own saved_model/1."""
+    version = path
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")) and os.path.isdir(os.path.join(path, "saved_model", "1")):
+        version = os.path.join(path, "saved_model", "1")
+    loaded = load_saved_model(version)
+    return loaded.signatures["serve_image_bytes"], [n.decode() for n in loaded.class_names[0].numpy()]
+
+
+def check_same_classes(models, paths):
+    names = models[0][1]
+    for (_, other), path in zip(models[1:], paths[1:]):
+        if other != names:
+            raise UsageError(f"{path} predicts other classes than {paths[0]}; an ensemble's members must share their classes")
+    return names
+
+
+def expand(patterns):
+    """Files from files, folders (recursive) and globs, in order; the set of files named one by one."""
+    files, named = [], set()
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = sorted(os.path.join(d, f) for d, _, fs in os.walk(pattern) for f in fs if f.lower().endswith(IMAGE_EXTENSIONS))
+        elif any(c in pattern for c in "*?["):
+            found = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        else:
+            found = [pattern]
+            named.add(pattern)
+        if not found:
+            raise UsageError(f"{pattern} matches no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        files += found
+    return files, named
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise UsageError(f"cannot read {path} ({err.strerror})") from None
+
+
+def predict_batch(models, paths, named):
+    """Averaged probabilities for the decodable images of a batch. An undecodable file named on the
+    command line is an error; one found in a folder or by a glob is skipped with a warning."""
+    data = [read_bytes(p) for p in paths]
+    try:
+        return _average(models, data), paths
+    except tf.errors.InvalidArgumentError:
+        pass
+    kept, good = [], []
+    for path, blob in zip(paths, data):  # find the undecodable ones, one at a time
+        try:
+            _average(models[:1], [blob])
+            kept.append(path)
+            good.append(blob)
+        except tf.errors.InvalidArgumentError:
+            if path in named:
+                raise UsageError(f"{path} is not a decodable image (JPEG, PNG, GIF or BMP)") from None
+            log.warning("warning: skipped %s: not a decodable image", path)
+    return (_average(models, good) if good else np.zeros((0, 1))), kept
+
+
+def _average(models, blobs):
+    batch = tf.constant(blobs)
+    return np.mean([serve(image_bytes=batch)["probabilities"].numpy() for serve, _ in models], axis=0)
+
+
+def write(rows, output, k):
+    if output is None:
+        for row in rows:
+            print(f"{row['path']}: " + ", ".join(f"{name} {p:.4f}" for name, p in row["top"]))
+        return
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise UsageError(f"--output {output}: folder {directory} does not exist")
+    if output.endswith(".json"):
+        atomic_write(output, json.dumps([{"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
+                                         for r in rows], indent=2) + "\n")
+        return
+    columns = ["path"] + [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("class", "probability")]
+    table = [{"path": r["path"], **{f"class_{i}": c for i, (c, _) in enumerate(r["top"], 1)},
+              **{f"probability_{i}": round(p, 6) for i, (_, p) in enumerate(r["top"], 1)}} for r in rows]
+    atomic_write(output, csv_text(table, columns))
+    print(f"{len(rows)} images -> {output}")
 
 
 if __name__ == "__main__":

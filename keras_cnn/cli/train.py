@@ -11,6 +11,7 @@ import keras
 import keras_cnn
 from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_options_from_args
 from keras_cnn.config import TrainConfig, apply_overrides
+from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError
 from keras_cnn.presets import PRESETS, preset
 
@@ -31,7 +32,8 @@ def build_parser():
     parser.add_argument("--preset", help="a named recipe (see --list-presets); <name>-smoke runs in seconds")
     parser.add_argument("--list-presets", action="store_true")
     parser.add_argument("--model", help="model name, e.g. mlp, alexnet, vgg16, resnet20")
-    parser.add_argument("--dataset", help="mnist, cifar10, ... (found via --data-dir, $KERAS_CNN_DATA_DIR or TFDS)")
+    parser.add_argument("--dataset", help="mnist, cifar10, ... (default: the --data-dir folder's name, else cifar10; "
+                        "found via --data-dir, $KERAS_CNN_DATA_DIR or TFDS)")
     parser.add_argument("--data-dir", help="the dataset itself: image folder, .npz file/dir, or TFDS data dir")
     parser.add_argument("--val-size", type=int, help="images carved from training data for validation")
     parser.add_argument("--batch-size", type=int, help="global batch size")
@@ -69,6 +71,8 @@ def image_size(text):
 def config_from_args(args):
 
     cfg = preset(args.preset) if args.preset else TrainConfig()
+    if args.dataset is None and args.data_dir and not args.preset:
+        args.dataset = infer_dataset_name(args.data_dir)  # ../shared/data/mnist -> mnist
     for flag, path in FLAG_FIELDS.items():  # one at a time, so a bad value is reported under the flag the user typed
         value = getattr(args, flag, None)
         if isinstance(value, str) and not value.strip():  # usually an unset shell variable: never "the default"

@@ -2,7 +2,7 @@
 import dataclasses
 
 from keras_cnn.data.normalization import Normalizer
-from keras_cnn.data.sources import ArraySplit, LoadedData, load_data
+from keras_cnn.data.sources import ArraySplit, LoadedData, check_known_dataset, load_data
 from keras_cnn.data.split import default_val_size, stratified_split
 
 __all__ = ["ArraySplit", "LoadedData", "Normalizer", "PreparedData", "load_data", "prepare_data"]
@@ -16,9 +16,10 @@ class PreparedData(LoadedData):
     val_size: int = 0  # as used, for config.json
 
 
-def prepare_data(cfg, *, seed=0):
+def prepare_data(cfg, *, seed=0, verbose=0):
     """Load cfg.dataset, carve the validation split, fit normalization on the training part."""
-    loaded = load_data(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, on_corrupt=cfg.on_corrupt)
+    loaded = load_data(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, on_corrupt=cfg.on_corrupt, verbose=verbose)
+    check_known_dataset(cfg.dataset, loaded, cfg.image_size)
     train, validation = loaded.train, loaded.validation
     if validation is None:
         val_size = cfg.val_size if cfg.val_size is not None else default_val_size(cfg.dataset, len(train))

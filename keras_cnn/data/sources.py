@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from keras_cnn.console import ProgressLine
 from keras_cnn.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -68,19 +69,48 @@ class LoadedData:
                    class_names=list(class_names), description=description)
 
 
-def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip"):
+# What the known datasets' images look like, to catch data given under the wrong name.
+KNOWN_CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3, "cifar100": 3}
+
+
+def infer_dataset_name(data_dir):
+    """A dataset name from its folder: ../shared/data/mnist -> mnist, data/cifar10/train -> cifar10,
+    photos.npz -> photos (split folders and train.npz name their parent)."""
+    path = os.path.normpath(os.path.abspath(data_dir))
+    name = os.path.splitext(os.path.basename(path))[0] if os.path.isfile(path) else os.path.basename(path)
+    if name.lower() in SPLIT_NAMES or name.lower() == "train":
+        name = os.path.basename(os.path.dirname(path))
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.lower()).strip("_")
+    if not name:
+        raise UsageError(f"cannot name the dataset in {data_dir}; pass --dataset NAME")
+    return name
+
+
+def check_known_dataset(dataset, loaded, image_size):
+    """One line when a known dataset's name is given to data that cannot be it (MNIST digits as cifar10)."""
+    channels = KNOWN_CHANNELS.get(dataset)
+    if channels is None:
+        return
+    shape = loaded.image_shape
+    if shape[-1] != channels or len(loaded.class_names) != KNOWN_NUM_CLASSES[dataset]:
+        raise UsageError(f"--dataset {dataset}, but {loaded.description} holds {len(loaded.class_names)} classes of "
+                         f"{'x'.join(map(str, shape))} images, unlike {dataset}; pass the data's own --dataset name "
+                         "(or leave --dataset out to name it after its folder)")
+
+
+def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip", verbose=0):
     """Find and load `dataset`: --data-dir, then $KERAS_CNN_DATA_DIR/<dataset>, then TFDS."""
     looked = []
     if data_dir:
         if not os.path.exists(data_dir):
             raise UsageError(f"--data-dir {data_dir} does not exist; point it at an image folder, an .npz file or a TFDS data dir")
-        return _load_path(dataset, data_dir, image_size=image_size, on_corrupt=on_corrupt)
+        return _load_path(dataset, data_dir, image_size=image_size, on_corrupt=on_corrupt, verbose=verbose)
     looked.append("--data-dir (not given)")
     root = os.environ.get(DATA_ROOT_ENV)
     if root:
         candidate = os.path.join(root, dataset)
         if os.path.exists(candidate):
-            return _load_path(dataset, candidate, image_size=image_size, on_corrupt=on_corrupt)
+            return _load_path(dataset, candidate, image_size=image_size, on_corrupt=on_corrupt, verbose=verbose)
         looked.append(f"{candidate} (missing)")
     else:
         looked.append(f"${DATA_ROOT_ENV} (unset)")
@@ -95,7 +125,7 @@ def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip"):
     )
 
 
-def _load_path(dataset, path, *, image_size, on_corrupt):
+def _load_path(dataset, path, *, image_size, on_corrupt, verbose=0):
     if os.path.isfile(path):
         if path.endswith(".npz"):
             return load_npz(path, dataset, image_size=image_size)
@@ -106,7 +136,7 @@ def _load_path(dataset, path, *, image_size, on_corrupt):
         os.path.join(path, dataset, "*", "dataset_info.json")
     ):
         return load_tfds(dataset, path, image_size=image_size)
-    return load_image_folder(path, image_size=image_size, on_corrupt=on_corrupt)
+    return load_image_folder(path, image_size=image_size, on_corrupt=on_corrupt, verbose=verbose)
 
 
 # ----------------------------------------------------------------------------- .npz
@@ -216,7 +246,7 @@ def check_labels(labels, num_classes, where):
 SPLIT_NAMES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
 
 
-def load_image_folder(root, *, image_size=None, on_corrupt="skip"):
+def load_image_folder(root, *, image_size=None, on_corrupt="skip", verbose=0):
     """`root/<split>/<class>/*.jpg|png` or `root/<class>/...`; classes in sorted order.
 
     image_size=(H, W) resizes every image; without it, mixed sizes are an error.
@@ -235,7 +265,7 @@ def load_image_folder(root, *, image_size=None, on_corrupt="skip"):
             "one sub-folder per class and at least 2 classes"
         )
     loaded = {
-        split: _read_split(path, class_names, image_size, on_corrupt) for split, path in splits.items()
+        split: _read_split(path, class_names, image_size, on_corrupt, verbose) for split, path in splits.items()
     }
     shapes = {s: a.images.shape[1:] for s, a in loaded.items()}
     if len(set(shapes.values())) > 1:
@@ -247,7 +277,7 @@ def _subdirs(path):
     return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
 
 
-def _read_split(split_dir, class_names, image_size, on_corrupt):
+def _read_split(split_dir, class_names, image_size, on_corrupt, verbose=0):
     files, labels = [], []
     for label, name in enumerate(class_names):
         class_dir = os.path.join(split_dir, name)
@@ -263,8 +293,15 @@ def _read_split(split_dir, class_names, image_size, on_corrupt):
         files += [os.path.join(class_dir, n) for n in names]
         labels += [label] * len(names)
     # PIL releases the GIL while decoding, so threads use both cores.
+    progress = ProgressLine(f"decoding {split_dir}", len(files), enabled=verbose > 0)
+    decoded = []
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        decoded = list(pool.map(lambda f: _decode(f, image_size), files, chunksize=256))
+        for image in pool.map(lambda f: _decode(f, image_size), files, chunksize=256):
+            decoded.append(image)
+            if len(decoded) % 500 == 0:
+                progress.update(len(decoded))
+    progress.update(len(decoded))
+    progress.close()
     bad = [f for f, img in zip(files, decoded) if img is None]
     if bad:
         if on_corrupt == "error":

@@ -7,16 +7,10 @@ also prints a line at every epoch's validation and the non-terminal progress eve
 import sys
 import time
 
+from keras_cnn.console import format_duration
 from keras_cnn.training.callbacks import RunCallback
 
 LOG_INTERVAL = 30.0  # seconds between progress lines when stdout is not a terminal
-
-
-def format_duration(seconds):
-    seconds = max(int(seconds), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Progress(RunCallback):

@@ -19,7 +19,9 @@ from keras_cnn.config import EXTENDABLE_SCHEDULES, config_differences, validate
 from keras_cnn.data import prepare_data
 from keras_cnn.errors import UsageError
 from keras_cnn.kernels import enabled as fast_kernels_enabled
+from keras_cnn.presets import smoke
 from keras_cnn.run_dir import RunDir, append_run_row
+from keras_cnn.smoke import enabled as smoke_enabled
 from keras_cnn.training.build import build_training
 from keras_cnn.training.callbacks import RunCallback, TensorBoardScalars, check_callbacks
 from keras_cnn.training.fit import Run, fit
@@ -46,6 +48,7 @@ class RunResult:
 
 def train(cfg, callbacks=(), verbose=1):
     """Run the job `cfg` describes; returns a RunResult. See keras_cnn.train for the callbacks."""
+    cfg = smoke(cfg) if smoke_enabled() else cfg  # KERAS_CNN_SMOKE=1: seconds of the same work
     validate(cfg)  # 1. every value checked by rule, before anything is written
     callbacks = check_callbacks(callbacks)
     strategy = get_strategy(cfg.run.strategy)  # first TF work: multi_worker needs it before the runtime starts
@@ -53,7 +56,7 @@ def train(cfg, callbacks=(), verbose=1):
     with interrupts.handle_signals(), run_dir.lock(enabled=chief):
         mode = _existing_run(run_dir, cfg)  # 2. resume, extend, replace, or a new run
         keras.utils.set_random_seed(cfg.run.seed)
-        data = prepare_data(cfg.data, seed=cfg.run.seed)  # 3. data errors surface before the disk is touched
+        data = prepare_data(cfg.data, seed=cfg.run.seed, verbose=verbose)  # 3. data errors surface before the disk is touched
         interrupts.raise_if_requested("while loading data")
         steps = steps_per_epoch(cfg, len(data.train), strategy.num_replicas_in_sync)
         built = build_training(cfg, image_shape=data.image_shape, num_classes=data.num_classes,
@@ -191,7 +194,7 @@ def _new_record(cfg, data, built):
         },
         # What "auto" settings became on this machine.
         "resolved": {"precision": built.precision, "replicas": built.strategy.num_replicas_in_sync,
-                     "fast_kernels": fast_kernels_enabled()},
+                     "fast_kernels": fast_kernels_enabled(), "smoke": smoke_enabled()},
         "reproducibility": reproducibility_record(cfg),
     }
 
