@@ -31,6 +31,8 @@ class DataConfig:
     on_corrupt: str = "skip"  # skip | error
     train_limit: int | None = None  # stratified subset of the training split
     val_limit: int | None = None
+    folds: int | None = None  # k-fold cross-validation: validate on fold `fold` of `folds` stratified folds
+    fold: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +234,8 @@ ON_CORRUPT = ("skip", "error")
 # rate (finite, > 0), fraction ([0, 1)), unit ([0, 1]), nonneg (finite, >= 0).
 RULES = {
     "data.batch_size": "count", "data.val_size": "size?", "data.crop_padding": "size", "data.cutout": "size",
-    "data.train_limit": "count?", "data.val_limit": "count?", "data.image_size": "shape2?",
+    "data.train_limit": "count?", "data.val_limit": "count?", "data.image_size": "shape2?", "data.folds": "count?",
+    "data.fold": "size?",
     "data.normalization": NORMALIZATIONS, "data.on_corrupt": ON_CORRUPT, "data.dataset": "dataset",
     "model.name": "nonempty", "model.hidden": "counts?", "model.dropout": "fraction?", "model.filters": "counts?",
     "model.pool_every": "count?", "model.dense": "count?", "model.kernel_size": "count?", "model.width": "count?",
@@ -262,6 +265,8 @@ def validate(cfg):
             key = f"{section.name}.{field.name}"
             _check_type(key, hints[field.name], getattr(values, field.name))
             _check_rule(key, RULES.get(key), getattr(values, field.name))
+    if (cfg.data.folds is None) != (cfg.data.fold is None) or (cfg.data.folds and not cfg.data.fold < cfg.data.folds):
+        raise UsageError("data.folds and data.fold go together, with 0 <= data.fold < data.folds")
     if cfg.schedule.name == "piecewise" and len(cfg.schedule.boundaries) != len(cfg.schedule.multipliers):
         raise UsageError("piecewise schedule needs as many schedule.multipliers as schedule.boundaries")
     if list(cfg.schedule.boundaries) != sorted(cfg.schedule.boundaries):

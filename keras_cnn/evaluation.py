@@ -2,9 +2,11 @@
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from keras_cnn import plots
 from keras_cnn.io import atomic_write, csv_text, write_json
+from keras_cnn.run_dir import RunDir
 
 
 def classification_metrics(probabilities, labels, class_names):
@@ -58,3 +60,17 @@ def plot_confusion(confusion, class_names, path):
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     plots.save_figure(fig, path)
+
+
+def run_probabilities(run_dir, images, batch=256):
+    """Softmax probabilities of a run's final model (model.keras, its own normalization) on uint8 images."""
+    run = RunDir(run_dir)
+    model, normalizer = run.load_model(), run.load_normalizer()
+    parts = [tf.nn.softmax(tf.cast(model(normalizer(images[i:i + batch]), training=False), tf.float32)).numpy()
+             for i in range(0, len(images), batch)]
+    return np.concatenate(parts)
+
+
+def ensemble_probabilities(run_dirs, images):
+    """CS231n's model ensemble: the members' probabilities, averaged."""
+    return np.mean([run_probabilities(r, images) for r in run_dirs], axis=0)

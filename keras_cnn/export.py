@@ -27,20 +27,21 @@ from keras_cnn.training.precision import precision_policy
 
 
 class ServingFunctions:
-    """The two endpoints as plain functions over a float32 model; see the module docstring."""
+    """The two endpoints as plain functions over float32 members (one model, or an ensemble whose
+    probabilities are averaged), each member with its own normalization; see the module docstring."""
 
-    def __init__(self, model, normalizer, class_names):
-        self.model = model
-        self.normalizer = normalizer
-        self.height, self.width, self.channels = model.input_shape[1:]
+    def __init__(self, members, class_names):
+        self.members = members  # [(model, normalizer)]
+        self.height, self.width, self.channels = members[0][0].input_shape[1:]
         # A variable, not a constant: clients read the whole list as `loaded.class_names[0]`.
         self.class_names = tf.Variable(class_names, trainable=False, dtype=tf.string, name="class_names")
         self.images_spec = tf.TensorSpec([None, self.height, self.width, self.channels], tf.uint8, name="images")
         self.bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
     def _predict(self, images):
-        logits = self.model(self.normalizer(images), training=False)
-        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        members = [tf.nn.softmax(tf.cast(model(normalizer(images), training=False), tf.float32), axis=-1)
+                   for model, normalizer in self.members]
+        probabilities = members[0] if len(members) == 1 else tf.add_n(members) / float(len(members))
         classes = tf.argmax(probabilities, axis=-1)
         return {
             "probabilities": probabilities,
@@ -92,28 +93,34 @@ def float32_copy(model, record):
     return copy
 
 
-def write_saved_model(model, record, normalizer, version_dir):
-    """Write one version directory atomically: build it beside, then rename into place."""
+def write_saved_model(model, record, normalizer, version_dir, *, members=None):
+    """Write one version directory atomically: build it beside, then rename into place.
+
+    members: [(model, record, normalizer)] of an ensemble, instead of the one model.
+    """
     base = os.path.dirname(os.path.abspath(version_dir))
     os.makedirs(base, exist_ok=True)
     remove_stale_staging(base)
     # TF Serving ignores non-numeric names; the pid lets the next export tell a dead writer's folder.
     staging = make_private_dir(base, f".staging-{os.getpid()}-")
     try:
-        serving = float32_copy(model, record)
-        functions = ServingFunctions(serving, normalizer, record["data"]["class_names"])
+        members = members or [(model, record, normalizer)]
+        serving = [(float32_copy(m, r), n) for m, r, n in members]
+        functions = ServingFunctions(serving, record["data"]["class_names"])
         # keras.export.ExportArchive, not tf.saved_model.save on a tf.Module holding the model:
         # with the latter, TF1-style loaders (saved_model_cli run, TensorFlow Serving) fail with
         # "Could not find variable" on Keras 3 variables (keras-team/keras#20095, seen here).
         archive = keras.export.ExportArchive()
-        archive.track(serving)
+        for member, _ in serving:
+            archive.track(member)
         archive.add_variable_collection("class_names", [functions.class_names])
         archive.add_endpoint("serving_default", functions.serve_images, input_signature=[functions.images_spec])
         archive.add_endpoint("serve_image_bytes", functions.serve_bytes, input_signature=[functions.bytes_spec])
         archive.write_out(staging, verbose=False)
         with open(os.path.join(staging, "config.json"), "w") as f:
             json.dump(record, f, indent=2, sort_keys=True)
-        serving.save(os.path.join(staging, "model.keras"))
+        for i, (member, _) in enumerate(serving):
+            member.save(os.path.join(staging, "model.keras" if len(serving) == 1 else f"member-{i}.keras"))
         _readable_by_all(staging)
         os.chmod(staging, DIR_MODE)
         os.rename(staging, version_dir)  # fails if the version appeared meanwhile: never overwrite one
@@ -178,16 +185,39 @@ def export_run(run_dir, export_dir, *, checkpoint=None, name=None):
     with run.lock():
         normalizer = run.load_normalizer()
         model = run.load_model() if checkpoint is None else run.load_weights(build_from_record(record), checkpoint)
-        base = os.path.join(export_dir, name or run.name)
-        for _ in range(5):  # another exporter may take the version we picked; take the next
-            version_dir = os.path.join(base, str(next_version(base)))
-            try:
-                return write_saved_model(model, record, normalizer, version_dir)
-            except (OSError, tf.errors.OpError) as err:
-                if not os.path.isdir(version_dir):
-                    reason = err.strerror if isinstance(err, OSError) else err.message.splitlines()[0]
-                    raise UsageError(f"cannot write {base} ({reason}); free some space or choose another "
-                                     "--export-dir") from None
+        return _write_next_version(os.path.join(export_dir, name or run.name),
+                                   lambda version: write_saved_model(model, record, normalizer, version))
+
+
+def export_ensemble(run_dirs, export_dir, name):
+    """One SavedModel averaging several runs' probabilities (same classes and image shape), with the
+    same two signatures: <export_dir>/<name>/<next version>/."""
+    members = []
+    for path in run_dirs:
+        run = RunDir(path)
+        record = run.read_record()
+        run.data_record()
+        with run.lock():
+            members.append((run.load_model(), record, run.load_normalizer()))
+    first = members[0][1]["data"]
+    for (_, record, _), path in zip(members[1:], run_dirs[1:]):
+        if record["data"]["class_names"] != first["class_names"] or record["data"]["image_shape"] != first["image_shape"]:
+            raise UsageError(f"{path} differs from {run_dirs[0]} in classes or image shape; an ensemble needs one dataset")
+    record = {**members[0][1], "ensemble": [os.path.abspath(p) for p in run_dirs]}
+    return _write_next_version(os.path.join(export_dir, name),
+                               lambda version: write_saved_model(None, record, None, version, members=members))
+
+
+def _write_next_version(base, write):
+    for _ in range(5):  # another exporter may take the version we picked; take the next
+        version_dir = os.path.join(base, str(next_version(base)))
+        try:
+            return write(version_dir)
+        except (OSError, tf.errors.OpError) as err:
+            if not os.path.isdir(version_dir):
+                reason = err.strerror if isinstance(err, OSError) else err.message.splitlines()[0]
+                raise UsageError(f"cannot write {base} ({reason}); free some space or choose another "
+                                 "--export-dir") from None
     raise UsageError(f"could not claim a new version under {base}; retry")
 
 

@@ -161,3 +161,25 @@ def test_an_ensemble_averages_its_members_probabilities(trained_cifar, cifar_fol
     one, two = json.load(open(single))[0]["top"], json.load(open(double))[0]["top"]
     assert [t["class"] for t in one] == [t["class"] for t in two]
     np.testing.assert_allclose([t["probability"] for t in one], [t["probability"] for t in two], atol=1e-6)
+
+
+def test_an_ensemble_exports_as_one_saved_model_and_evaluates_as_averaged_probabilities(mnist_small, tmp_path, capsys):
+    from keras_cnn.cli import train
+
+    runs = []
+    for seed in (0, 1):
+        assert train.main(["--model", "mlp", "--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--epochs", "1",
+                           "--batch-size", "32", "--seed", str(seed), "--name", f"s{seed}", "--quiet"]) == 0
+        runs.append(str(tmp_path / f"s{seed}"))
+    assert export_cli.main(["--ensemble", *runs, "--name", "both", "--export-dir", str(tmp_path / "exports")]) == 0
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8))
+    ensemble = tf.saved_model.load(str(tmp_path / "exports" / "both" / "1"))
+    probabilities = ensemble.signatures["serving_default"](images=images)["probabilities"].numpy()
+    members = [tf.saved_model.load(os.path.join(r, "saved_model", "1")).signatures["serving_default"](images=images)
+               ["probabilities"].numpy() for r in runs]
+    np.testing.assert_allclose(probabilities, np.mean(members, axis=0), atol=1e-6)
+    assert set(ensemble.signatures) == {"serving_default", "serve_image_bytes"}
+    assert evaluate.main(["--run", runs[0], "--run", runs[1], "--output-dir", str(tmp_path / "eval")]) == 0
+    assert "ensemble of 2:" in capsys.readouterr().out
+    assert json.load(open(tmp_path / "eval" / "evaluation.json"))["members"] == 2
+    assert export_cli.main(["--ensemble", runs[0], "--export-dir", str(tmp_path / "exports")]) == 2

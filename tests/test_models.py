@@ -54,6 +54,7 @@ GOLDEN = [
     ("resnet20", (32, 32, 3), 10, {"shortcut": "identity"}, 269_722),
     ("resnet20", (32, 32, 3), 10, {"shortcut": "projection"}, 272_474),
     ("vgg16", (32, 32, 3), 10, {}, 14_724_042),
+    ("inception", (32, 32, 3), 10, {}, 1_651_114),  # Zhang et al. 2017's small Inception: ~1.65M
 ]
 
 

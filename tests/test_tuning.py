@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import ROOT, child_env
 
@@ -122,20 +123,76 @@ def test_bad_space_files_are_refused(tmp_path):
             spaces.load_space(str(path), "mlp")
 
 
-def test_sweep_reports_mean_and_std_per_arm(mnist_npz, tmp_path, capsys):
+def test_sweep_reports_mean_std_and_the_ensemble_per_arm_and_writes_hparams(mnist_npz, tmp_path, capsys):
     lab = tmp_path / "lab.toml"
     lab.write_text('name = "tiny"\n[base]\n"data.dataset" = "mnist"\n"model.name" = "mlp"\n"run.epochs" = 1\n'
                    '[arms.narrow]\n"model.hidden" = [8]\n[arms.wide]\n"model.hidden" = [64]\n')
-    assert sweep.main([str(lab), "--seeds", "2", "--data-dir", str(mnist_npz), "--output-dir", str(tmp_path), *SMALL]) == 0
+    argv = [str(lab), "--seeds", "3", "--data-dir", str(mnist_npz), "--output-dir", str(tmp_path), *SMALL]
+    assert sweep.main(argv) == 0
     rows = read_trials(tmp_path / "tiny" / "trials.csv")
-    assert sorted(r["trial_id"] for r in rows) == ["narrow-seed0", "narrow-seed1", "wide-seed0", "wide-seed1"]
+    assert sorted(r["trial_id"] for r in rows) == [f"{a}-seed{s}" for a in ("narrow", "wide") for s in range(3)]
     with open(tmp_path / "tiny" / "sweep.csv") as f:
         summary = {r["arm"]: r for r in csv.DictReader(f)}
+    from keras_cnn.config import TrainConfig, apply_overrides
+    from keras_cnn.data import prepare_data
+    from keras_cnn.evaluation import run_probabilities
+
     for arm in ("narrow", "wide"):
         accs = [float(r["best_val_accuracy"]) for r in rows if r["arm"] == arm]
-        assert float(summary[arm]["mean_val_accuracy"]) == pytest.approx(sum(accs) / 2, abs=1e-4)
-        assert summary[arm]["runs"] == "2" and summary[arm]["std_val_accuracy"] != ""
+        assert float(summary[arm]["mean_val_accuracy"]) == pytest.approx(sum(accs) / 3, abs=1e-4)
+        assert summary[arm]["runs"] == "3" and summary[arm]["std_val_accuracy"] != ""
+        # The ensemble: the three seeds' probabilities averaged on the validation split they share.
+        val = prepare_data(apply_overrides(TrainConfig(), ["data.dataset=mnist", f"data.data_dir={mnist_npz}"]).data).validation
+        mean = np.mean([run_probabilities(r["run_dir"], val.images) for r in rows if r["arm"] == arm], axis=0)
+        assert float(summary[arm]["ensemble_val_accuracy"]) == pytest.approx(np.mean(mean.argmax(1) == val.labels), abs=1e-4)
     assert "±" in capsys.readouterr().out
+    assert list((tmp_path / "tiny").glob("events.out.tfevents.*"))  # the HParams experiment at the root
+    assert list((tmp_path / "tiny" / "runs" / "wide-seed2" / "tensorboard").glob("events.out.tfevents.*"))
+    # The same lab again with another --set must not report the old runs: refused, then --overwrite reruns.
+    assert sweep.main(argv + ["--set", "optimizer.learning_rate=0.05"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert sweep.main(argv + ["--set", "optimizer.learning_rate=0.05", "--overwrite", "--seeds", "1"]) == 0
+    assert len(read_trials(tmp_path / "tiny" / "trials.csv")) == 2
+
+
+def test_k_fold_cross_validation_uses_every_image_for_validation_once(mnist_npz, tmp_path, capsys):
+    lab = tmp_path / "lab.toml"
+    lab.write_text('name = "kfold"\n[base]\n"data.dataset" = "mnist"\n"run.epochs" = 1\n'
+                   '[arms.linear]\n"model.name" = "linear"\n[arms.mlp]\n"model.name" = "mlp"\n')
+    assert sweep.main([str(lab), "--seeds", "1", "--folds", "3", "--data-dir", str(mnist_npz), "--output-dir", str(tmp_path),
+                       "--set", "data.batch_size=64"]) == 0
+    rows = read_trials(tmp_path / "kfold" / "trials.csv")
+    assert sorted(r["trial_id"] for r in rows) == [f"{a}-seed0-fold{k}" for a in ("linear", "mlp") for k in range(3)]
+    import json as json_
+
+    sizes = [json_.load(open(f"{r['run_dir']}/config.json"))["data"]["val_size"] for r in rows if r["arm"] == "mlp"]
+    assert sum(sizes) == 600 and max(sizes) - min(sizes) <= 1  # the folds partition the 600 images
+    with open(tmp_path / "kfold" / "sweep.csv") as f:
+        summary = {r["arm"]: r for r in csv.DictReader(f)}
+    assert summary["mlp"]["runs"] == "3" and summary["mlp"]["std_val_accuracy"] != ""
+    assert "3 folds per arm" in capsys.readouterr().out
+
+
+def test_stratified_folds_partition_the_data_with_class_proportions():
+    from keras_cnn.data.split import stratified_folds
+
+    labels = np.repeat(np.arange(4), 30)
+    folds = stratified_folds(labels, 5, seed=0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(120))
+    assert all(np.bincount(labels[f], minlength=4).tolist() == [6, 6, 6, 6] for f in folds)
+    assert [f.tolist() for f in stratified_folds(labels, 5, seed=0)] == [f.tolist() for f in folds]
+
+
+@pytest.mark.parametrize("lab", sorted(p.name for p in (ROOT / "tuning" / "labs").glob("*.toml")))
+def test_every_shipped_lab_runs_through_sweep(lab, mnist_small, cifar_folder, tmp_path, monkeypatch, capsys):
+    """Each lab, shortened by KERAS_CNN_SMOKE=1 (a 30-epoch CIFAR lab is for users, not for CI)."""
+    monkeypatch.setenv("KERAS_CNN_SMOKE", "1")
+    path = ROOT / "tuning" / "labs" / lab
+    data = cifar_folder if '"cifar10"' in path.read_text() else mnist_small
+    assert sweep.main([str(path), "--seeds", "1", "--data-dir", str(data), "--output-dir", str(tmp_path)]) == 0, \
+        capsys.readouterr().err
+    name, _, arms = sweep.load_lab(str(path))
+    assert len(read_trials(tmp_path / name / "trials.csv")) == len(arms)
 
 
 def test_shipped_lab_files_are_valid():

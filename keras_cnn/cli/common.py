@@ -142,6 +142,7 @@ def add_model_args(parser):
     group.add_argument("--shortcut", help="ResNet shortcut: projection (B) or identity (A)")
     group.add_argument("--filters", type=int, nargs="+", help="cnn conv widths, e.g. --filters 32 32 64 64")
     group.add_argument("--kernel-size", type=int, help="cnn convolution size, e.g. 3, 5 or 7")
+    group.add_argument("--pool-every", type=int, help="cnn: a 2x2 max pool after every N convs")
     group.add_argument("--lrn", action=argparse.BooleanOptionalAction, default=None,
                        help="alexnet: local response normalization")
     group.add_argument("--lrn-depth-radius", type=int, help="alexnet LRN: channels each side (4)")
@@ -151,7 +152,7 @@ def add_model_args(parser):
 
 
 MODEL_ARG_NAMES = ("hidden", "activation", "kernel_initializer", "init_scale", "bias_init", "dropout", "weight_decay",
-                   "decay_scope", "batch_norm", "shortcut", "filters", "kernel_size", "lrn", "lrn_depth_radius",
+                   "decay_scope", "batch_norm", "shortcut", "filters", "kernel_size", "pool_every", "lrn", "lrn_depth_radius",
                    "lrn_bias", "lrn_alpha", "lrn_beta")
 
 

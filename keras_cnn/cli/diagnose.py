@@ -97,7 +97,7 @@ def run_checks(args):
 
 
     cfg = diagnostic_config(args)
-    data = prepare_data(cfg.data, seed=args.seed)
+    data = prepare_data(cfg.data)
     shape, k = data.image_shape, data.num_classes
     images = data.normalizer(data.train.images[:2048]).numpy()
     labels = data.train.labels[:2048]

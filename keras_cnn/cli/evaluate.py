@@ -2,6 +2,9 @@
 
     python scripts/evaluate.py --run runs/resnet20-cifar10                 # its validation split
     python scripts/evaluate.py --run runs/mlp-mnist --data-dir other/mnist --split all
+    python scripts/evaluate.py --run runs/a --run runs/b --run runs/c --output-dir ensemble   # an ensemble
+
+Several --run / --saved-model form an ensemble (CS231n): their probabilities are averaged.
 
 Writes evaluation.json (accuracy, top-5, log loss), per_class.csv (precision, recall, f1),
 confusion_matrix.csv and confusion_matrix.png into --output-dir (default <run>/eval-<split>).
@@ -26,9 +29,8 @@ SPLITS = ("validation", "train", "test", "all")
 @cli_entry
 def main(argv=None):
     parser = ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", help="a run directory (config.json + model.keras)")
-    source.add_argument("--saved-model", help="an exported SavedModel version directory")
+    parser.add_argument("--run", action="append", default=[], help="a run directory (config.json + model.keras); repeat for an ensemble")
+    parser.add_argument("--saved-model", action="append", default=[], help="an exported SavedModel version directory; repeatable")
     parser.add_argument("--split", default="validation", choices=SPLITS,
                         help="validation/train: the run's own split; test: the source's test split; all: every image of --data-dir")
     parser.add_argument("--dataset", help="dataset name (default: the run's)")
@@ -37,35 +39,36 @@ def main(argv=None):
     parser.add_argument("--output-dir")
     args = parser.parse_args(argv)
     at_least(args.batch_size, "--batch-size")
-
-
-    if args.run:
-        predict, record = _run_predictor(args.run)
-        default_out = args.run
-    else:
-        predict, record = _saved_model_predictor(args.saved_model)
-        default_out = args.saved_model
+    if not args.run and not args.saved_model:
+        raise UsageError("pass --run RUN_DIR or --saved-model VERSION_DIR (several make an ensemble)")
+    members = [_run_predictor(p) for p in args.run] + [_saved_model_predictor(p) for p in args.saved_model]
+    record = members[0][1]
+    for _, other in members[1:]:  # an ensemble's members must answer the same question
+        if other["data"]["class_names"] != record["data"]["class_names"] or other["data"]["image_shape"] != record["data"]["image_shape"]:
+            raise UsageError("the ensemble's members differ in classes or image shape; combine models of one dataset")
+    default_out = (args.run + args.saved_model)[0] if len(members) == 1 else (args.output_dir or "ensemble-eval")
     images, labels, class_names = _load_split(record, args)
-    probabilities = np.concatenate([predict(images[i : i + args.batch_size]) for i in range(0, len(images), args.batch_size)])
+    batches = range(0, len(images), args.batch_size)
+    probabilities = np.concatenate([np.mean([predict(images[i:i + args.batch_size]) for predict, _ in members], axis=0)
+                                    for i in batches])
     summary, per_class, confusion = classification_metrics(probabilities, labels, class_names)
-    summary.update(split=args.split, source=args.data_dir or record["config"]["data"].get("data_dir"))
+    summary.update(split=args.split, source=args.data_dir or record["config"]["data"].get("data_dir"), members=len(members))
     out_dir = args.output_dir or os.path.join(default_out, f"eval-{args.split}")
     try:
         write_evaluation(out_dir, summary, per_class, confusion, class_names)
     except OSError as err:
         raise UsageError(f"cannot write to {out_dir} ({err.strerror}); choose a writable --output-dir") from None
-    print(f"{summary['images']} images: accuracy {summary['accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
+    what = f"ensemble of {len(members)}: " if len(members) > 1 else ""
+    print(f"{what}{summary['images']} images: accuracy {summary['accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
           f"log loss {summary['log_loss']:.4f}; details in {out_dir}")
     return 0
 
 
 def _run_predictor(path):
-
-
     run = RunDir(path)
     record = run.read_record()
     model, normalizer = run.load_model(), run.load_normalizer()
-    return (lambda x: tf.nn.softmax(model(normalizer(x), training=False)).numpy()), record
+    return (lambda x: tf.nn.softmax(tf.cast(model(normalizer(x), training=False), tf.float32)).numpy()), record
 
 
 def _saved_model_predictor(path):
@@ -90,7 +93,7 @@ def _load_split(record, args):
         split, names = loaded.test, loaded.class_names
     else:
         data_cfg = cfg.data if not args.data_dir else _replace(cfg.data, data_dir=args.data_dir, dataset=dataset)
-        prepared = prepare_data(data_cfg, seed=cfg.run.seed)
+        prepared = prepare_data(data_cfg)
         split = prepared.validation if args.split == "validation" else prepared.train
         names = prepared.class_names
     if split is None or len(split) == 0:

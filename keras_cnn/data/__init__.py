@@ -1,9 +1,11 @@
 """Data layer: sources -> validation split -> normalization -> tf.data pipeline."""
 import dataclasses
 
+import numpy as np
+
 from keras_cnn.data.normalization import Normalizer
 from keras_cnn.data.sources import ArraySplit, LoadedData, check_known_dataset, load_data
-from keras_cnn.data.split import default_val_size, stratified_split
+from keras_cnn.data.split import default_val_size, stratified_folds, stratified_split
 
 __all__ = ["ArraySplit", "LoadedData", "Normalizer", "PreparedData", "load_data", "prepare_data"]
 
@@ -16,20 +18,26 @@ class PreparedData(LoadedData):
     val_size: int = 0  # as used, for config.json
 
 
-def prepare_data(cfg, *, seed=0, verbose=0):
+def prepare_data(cfg, *, verbose=0):
     """Load cfg.dataset, carve the validation split, fit normalization on the training part."""
     loaded = load_data(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, on_corrupt=cfg.on_corrupt, verbose=verbose)
     check_known_dataset(cfg.dataset, loaded, cfg.image_size)
     train, validation = loaded.train, loaded.validation
-    if validation is None:
+    if cfg.folds:  # k-fold cross-validation over the source's training data
+        folds = stratified_folds(train.labels, cfg.folds, cfg.split_seed)
+        val_idx = folds[cfg.fold]
+        train_idx = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != cfg.fold]))
+        train, validation, val_size = train.take(train_idx), train.take(val_idx), len(val_idx)
+    elif validation is None:
         val_size = cfg.val_size if cfg.val_size is not None else default_val_size(cfg.dataset, len(train))
         train_idx, val_idx = stratified_split(train.labels, val_size, cfg.split_seed)
         train, validation = train.take(train_idx), (train.take(val_idx) if val_size else None)
     else:
         val_size = len(validation)
-    # Stratified subsets keep every class, for smoke runs and tiny-subset checks.
-    train = _subset(train, cfg.train_limit, seed)
-    validation = _subset(validation, cfg.val_limit, seed)
+    # Stratified subsets keep every class, for smoke runs and tiny-subset checks. Drawn with the split's
+    # seed, not the run's: runs of several seeds then validate on the same images (sweeps, ensembles).
+    train = _subset(train, cfg.train_limit, cfg.split_seed)
+    validation = _subset(validation, cfg.val_limit, cfg.split_seed)
     normalizer = Normalizer.fit(train.images, cfg.normalization)
     return PreparedData(train=train, validation=validation, class_names=loaded.class_names, description=loaded.description,
                         normalizer=normalizer, val_size=val_size)

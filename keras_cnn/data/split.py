@@ -38,3 +38,19 @@ def stratified_split(labels, val_size, seed):
     val = np.sort(np.concatenate(val)) if val else np.array([], dtype=int)
     train = np.setdiff1d(np.arange(n), val, assume_unique=True)
     return train, val
+
+
+def stratified_folds(labels, k, seed):
+    """K disjoint folds covering every index once, each with the classes' proportions (seeded)."""
+    labels = np.asarray(labels)
+    if not 2 <= k <= len(labels):
+        raise UsageError(f"{k} folds need 2 <= folds <= {len(labels)} training images")
+    rng = np.random.default_rng(seed)
+    folds = [[] for _ in range(k)]
+    offset = 0
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        for i, index in enumerate(members):  # round-robin, continuing where the last class stopped
+            folds[(offset + i) % k].append(index)
+        offset += len(members)
+    return [np.sort(np.asarray(f, dtype=int)) for f in folds]

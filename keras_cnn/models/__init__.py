@@ -3,7 +3,7 @@
 Importing this package registers every family (mlp, cnn, alexnet, vgg, resnet) and every
 custom layer they use, so `keras.models.load_model` finds them.
 """
-from keras_cnn.models import alexnet, cnn, mlp, resnet, vgg  # noqa: F401  (each registers its models)
+from keras_cnn.models import alexnet, cnn, inception, mlp, resnet, vgg  # noqa: F401  (each registers its models)
 from keras_cnn.models.registry import create_model, list_models, model_options, register
 
 __all__ = ["create_model", "list_models", "model_options", "register"]

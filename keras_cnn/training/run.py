@@ -56,7 +56,7 @@ def train(cfg, callbacks=(), verbose=1):
     with interrupts.handle_signals(), run_dir.lock(enabled=chief):
         mode = _existing_run(run_dir, cfg)  # 2. resume, extend, replace, or a new run
         keras.utils.set_random_seed(cfg.run.seed)
-        data = prepare_data(cfg.data, seed=cfg.run.seed, verbose=verbose)  # 3. data errors surface before the disk is touched
+        data = prepare_data(cfg.data, verbose=verbose)  # 3. data errors surface before the disk is touched
         interrupts.raise_if_requested("while loading data")
         steps = steps_per_epoch(cfg, len(data.train), strategy.num_replicas_in_sync)
         built = build_training(cfg, image_shape=data.image_shape, num_classes=data.num_classes,
