@@ -2,18 +2,25 @@
 
     python scripts/diagnose.py --model resnet20 --dataset cifar10 --data-dir ../shared/data/cifar10
     python scripts/diagnose.py --compare-init --output-dir diag
+    python scripts/diagnose.py --run runs/resnet20-cifar10 --visualize cat.jpg --output-dir diag
 
 Runs, in order: initial loss vs ln(classes) (and that regularization raises it), overfitting
 20 examples, a learning-rate range test (lr_range.png, `suggested lr ...`), activation
 statistics at init (activations.png), update/weight ratios, and a float64 gradient check.
 Writes diagnostics.csv and diagnostics.json to --output-dir. Exit status 1 when a check fails.
+With --run RUN --visualize IMAGE: what the trained convnet learned (filters.png: its first layer's
+filters; activation_maps.png: the maps of --layers for IMAGE; saliency.png: the gradient of the
+predicted (or --class) score with respect to IMAGE's pixels).
 """
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from keras_cnn import diagnostics as d
+from keras_cnn import visualize
 from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_options_from_args
 from keras_cnn.config import TrainConfig, apply_overrides, validate
 from keras_cnn.data import prepare_data
@@ -22,6 +29,7 @@ from keras_cnn.errors import UsageError
 from keras_cnn.io import atomic_write, csv_text, write_json
 from keras_cnn.models import create_model
 from keras_cnn.models import model_options as options_of
+from keras_cnn.run_dir import RunDir
 from keras_cnn.smoke import cap
 from keras_cnn.training.build import model_options
 from keras_cnn.training.precision import precision_policy
@@ -40,6 +48,10 @@ def build_parser():
     parser.add_argument("--precision", default="auto", help="as train.py's --precision")
     parser.add_argument("--compare-init", action="store_true", help="draw the initialization experiment instead")
     parser.add_argument("--activation-for-compare", nargs="+", default=["tanh", "relu"])
+    parser.add_argument("--run", help="a trained run, for --visualize")
+    parser.add_argument("--visualize", metavar="IMAGE", help="filters, activation maps and saliency of --run's model for IMAGE")
+    parser.add_argument("--layers", nargs="+", help="layers whose activation maps to draw (default: the first three activations)")
+    parser.add_argument("--class", dest="class_name", help="saliency for this class (default: the predicted one)")
     add_model_args(parser)
     return parser
 
@@ -66,6 +78,8 @@ def main(argv=None):
         print(f"picture: {path}")
         return 0
 
+    if args.visualize or args.run:
+        return visualize_run(args)
     checks = run_checks(args)
     width = max(len(c.name) for c in checks)
     print(f"{'check':<{width}}  status  detail")
@@ -124,6 +138,35 @@ def run_checks(args):
         small = build(**no_dropout)
     checks.append(d.gradient_check(small, images[:2].astype("float64"), labels[:2], per_variable=cap(6, 1))[0])
     return checks
+
+
+def visualize_run(args):
+    if not (args.visualize and args.run):
+        raise UsageError("--visualize IMAGE and --run RUN go together")
+    run = RunDir(args.run)
+    model, normalizer = run.load_model(), run.load_normalizer()
+    names = run.data_record()["class_names"]
+    height, width, channels = model.input_shape[1:]
+    try:
+        with Image.open(args.visualize) as img:
+            img = img.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
+            pixels = np.asarray(img, np.uint8).reshape(height, width, channels)
+    except OSError as err:
+        raise UsageError(f"cannot read {args.visualize} as an image ({err})") from None
+    x = normalizer(pixels[None])[0].numpy()
+    predicted = int(np.argmax(model(x[None], training=False)[0]))
+    if args.class_name is not None and args.class_name not in names:
+        raise UsageError(f"--class {args.class_name!r} is not one of the run's classes: {', '.join(names)}")
+    target = names.index(args.class_name) if args.class_name else predicted
+    layers = args.layers or [layer.name for layer in d.activation_layers(model)][:3]
+    filters, first = visualize.first_layer_filters(model)
+    out = args.output_dir
+    visualize.plot_filters(filters, first, os.path.join(out, "filters.png"))
+    visualize.plot_activation_maps(visualize.activation_maps(model, x, layers), os.path.join(out, "activation_maps.png"))
+    visualize.plot_saliency(pixels, visualize.class_saliency(model, x, target), names[target], os.path.join(out, "saliency.png"))
+    print(f"predicted {names[predicted]}; filters.png ({len(filters)} of {first}), activation_maps.png ({', '.join(layers)}), "
+          f"saliency.png (class {names[target]}) in {out}")
+    return 0
 
 
 if __name__ == "__main__":
