@@ -33,6 +33,14 @@ class DataConfig:
     val_limit: int | None = None
     folds: int | None = None  # k-fold cross-validation: validate on fold `fold` of `folds` stratified folds
     fold: int | None = None
+    cache: str = "auto"  # auto | memory | disk | none: where decoded images live (data/store.py)
+    memory_budget: str | None = None  # e.g. "4GB"; None: a quarter of the RAM available
+    augmentation: str = "standard"  # standard (crop_padding, flip, cutout) | random_resized_crop | tf_tutorial
+    crop_scale: tuple[float, ...] = (0.08, 1.0)  # random_resized_crop: area fraction range
+    crop_ratio: tuple[float, ...] = (0.75, 1.3333333)  # random_resized_crop: aspect ratio range
+    eval_crop: float = 1.0  # random_resized_crop: the center crop kept at evaluation and serving (e.g. 0.875)
+    crop_size: int | None = None  # tf_tutorial: the random (training) and central (evaluation) crop, e.g. 24
+    service: str | None = None  # tf.data service dispatcher (grpc://host:port): preprocessing on its workers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +234,9 @@ EXTENDABLE_SCHEDULES = ("constant", "piecewise", "exponential")
 LOSSES = ("categorical_crossentropy", "binary_crossentropy", "sum_of_squares")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-NORMALIZATIONS = ("none", "center", "standardize", "pca_whiten")
+NORMALIZATIONS = ("none", "center", "standardize", "pca_whiten", "per_image")
+CACHE_MODES = ("auto", "memory", "disk", "none")
+AUGMENTATIONS = ("standard", "random_resized_crop", "tf_tutorial")
 ON_CORRUPT = ("skip", "error")
 
 # One rule per kind of value; every field not listed still gets its type checked and, for
@@ -235,7 +245,9 @@ ON_CORRUPT = ("skip", "error")
 RULES = {
     "data.batch_size": "count", "data.val_size": "size?", "data.crop_padding": "size", "data.cutout": "size",
     "data.train_limit": "count?", "data.val_limit": "count?", "data.image_size": "shape2?", "data.folds": "count?",
-    "data.fold": "size?",
+    "data.fold": "size?", "data.cache": CACHE_MODES, "data.augmentation": AUGMENTATIONS, "data.crop_scale": "rates",
+    "data.crop_ratio": "rates", "data.eval_crop": "unit_open", "data.crop_size": "count?", "data.memory_budget": "nonempty?",
+    "data.service": "nonempty?",
     "data.normalization": NORMALIZATIONS, "data.on_corrupt": ON_CORRUPT, "data.dataset": "dataset",
     "model.name": "nonempty", "model.hidden": "counts?", "model.dropout": "fraction?", "model.filters": "counts?",
     "model.pool_every": "count?", "model.dense": "count?", "model.kernel_size": "count?", "model.width": "count?",
@@ -269,6 +281,15 @@ def validate(cfg):
         raise UsageError("data.folds and data.fold go together, with 0 <= data.fold < data.folds")
     if cfg.schedule.name == "piecewise" and len(cfg.schedule.boundaries) != len(cfg.schedule.multipliers):
         raise UsageError("piecewise schedule needs as many schedule.multipliers as schedule.boundaries")
+    data = cfg.data
+    if data.memory_budget is not None:
+        parse_size(data.memory_budget)
+    if len(data.crop_scale) != 2 or not data.crop_scale[0] <= data.crop_scale[1] <= 1:
+        raise UsageError(f"data.crop_scale must be two area fractions min,max with min <= max <= 1, got {list(data.crop_scale)}")
+    if len(data.crop_ratio) != 2 or not data.crop_ratio[0] <= data.crop_ratio[1]:
+        raise UsageError(f"data.crop_ratio must be two aspect ratios min,max with min <= max, got {list(data.crop_ratio)}")
+    if data.augmentation == "tf_tutorial" and not data.crop_size:
+        raise UsageError("data.augmentation=tf_tutorial needs data.crop_size (the tutorial crops 24x24)")
     if list(cfg.schedule.boundaries) != sorted(cfg.schedule.boundaries):
         raise UsageError(f"schedule.boundaries must be in increasing order, got {list(cfg.schedule.boundaries)}")
     return cfg
@@ -324,7 +345,7 @@ def _check_rule(key, rule, value):
         "rates": (lambda v: all(x > 0 for x in v), "numbers greater than 0"),
         "nonneg": (lambda v: v >= 0, "at least 0"), "nonnegs": (lambda v: all(x >= 0 for x in v), "numbers of at least 0"),
         "fraction": (lambda v: 0 <= v < 1, "in [0, 1)"), "unit": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-        "open_unit": (lambda v: 0 < v < 1, "in (0, 1)"), "nonempty": (lambda v: bool(v.strip()), "a non-empty string"),
+        "open_unit": (lambda v: 0 < v < 1, "in (0, 1)"), "unit_open": (lambda v: 0 < v <= 1, "in (0, 1]"), "nonempty": (lambda v: bool(v.strip()), "a non-empty string"),
         "shape2": (lambda v: len(v) == 2 and min(v) >= 1, "HxW with positive sizes, e.g. 224x224"),
         "component": (is_path_component, "one folder name: no '/', not '.' or '..', not empty"),
         "dataset": (lambda v: bool(v) and not v.startswith(("/", "~")) and ".." not in v.split("/") and "\0" not in v,
@@ -368,3 +389,19 @@ def _differences(old, new, prefix):
         elif (list(a) if isinstance(a, (list, tuple)) else a) != (list(b) if isinstance(b, (list, tuple)) else b):
             out.append(f"{prefix}{k}")
     return out
+
+
+SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def parse_size(text):
+    """'4GB', '512MB', '1.5GiB', '1000000' -> bytes; a clear error otherwise."""
+    raw = str(text).strip().upper().replace(" ", "")
+    number = raw.rstrip("KMGTIB")
+    try:
+        value = float(number) * SIZE_UNITS[raw[len(number):]]
+    except (ValueError, KeyError):
+        raise UsageError(f"data.memory_budget {text!r} is not a size; write e.g. 4GB, 512MB or 1.5GiB") from None
+    if not value > 0:
+        raise UsageError(f"data.memory_budget must be positive, got {text!r}")
+    return int(value)

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn import plots
+from keras_cnn.data.pipeline import eval_inputs
 from keras_cnn.io import atomic_write, csv_text
 from keras_cnn.models import create_model
 from keras_cnn.training.build import build_training
@@ -434,7 +435,7 @@ class LayerStats(RunCallback):
     def on_train_begin(self, logs=None):
         run = self.run
         split = run.data.validation if run.data.validation is not None else run.data.train
-        self.images = run.data.normalizer(split.images[:256])
+        self.images = eval_inputs(split.sample(256), run.cfg.data, run.data.normalizer)
         self.labels = tf.constant(split.labels[:256])
         self.rows = []
         model = run.built.model

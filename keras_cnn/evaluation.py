@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn import plots
+from keras_cnn.data.pipeline import eval_inputs
 from keras_cnn.io import atomic_write, csv_text, write_json
 from keras_cnn.run_dir import RunDir
 
@@ -62,13 +63,20 @@ def plot_confusion(confusion, class_names, path):
     plots.save_figure(fig, path)
 
 
-def run_probabilities(run_dir, images, batch=256):
-    """Softmax probabilities of a run's final model (model.keras, its own normalization) on uint8 images."""
+def run_predictor(run_dir):
+    """probabilities(uint8 images) of a run's final model: its evaluation crop, its normalization, softmax."""
     run = RunDir(run_dir)
-    model, normalizer = run.load_model(), run.load_normalizer()
-    parts = [tf.nn.softmax(tf.cast(model(normalizer(images[i:i + batch]), training=False), tf.float32)).numpy()
-             for i in range(0, len(images), batch)]
-    return np.concatenate(parts)
+    model, normalizer, data_cfg = run.load_model(), run.load_normalizer(), run.read_config().data
+    return lambda images: tf.nn.softmax(tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False),
+                                                tf.float32)).numpy()
+
+
+def run_probabilities(run_dir, images, batch=256):
+    """Softmax probabilities of a run's final model on uint8 images (an array or a split)."""
+    predict = run_predictor(run_dir)
+    if hasattr(images, "batches"):
+        return np.concatenate([predict(x) for x, _ in images.batches(batch)])
+    return np.concatenate([predict(images[i:i + batch]) for i in range(0, len(images), batch)])
 
 
 def ensemble_probabilities(run_dirs, images):

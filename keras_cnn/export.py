@@ -18,6 +18,9 @@ import shutil
 import keras
 import tensorflow as tf
 
+from keras_cnn.config import TrainConfig
+from keras_cnn.data.decode import decode_image
+from keras_cnn.data.pipeline import eval_inputs
 from keras_cnn.errors import UsageError
 from keras_cnn.io import DIR_MODE, FILE_MODE, make_private_dir
 from keras_cnn.models import create_model
@@ -28,19 +31,20 @@ from keras_cnn.training.precision import precision_policy
 
 class ServingFunctions:
     """The two endpoints as plain functions over float32 members (one model, or an ensemble whose
-    probabilities are averaged), each member with its own normalization; see the module docstring."""
+    probabilities are averaged). Each member applies its run's evaluation transform (a center or
+    tutorial crop) and normalization, so clients send whole images of the training size."""
 
-    def __init__(self, members, class_names):
-        self.members = members  # [(model, normalizer)]
-        self.height, self.width, self.channels = members[0][0].input_shape[1:]
+    def __init__(self, members, class_names, image_shape):
+        self.members = members  # [(model, normalizer, data config)]
+        self.height, self.width, self.channels = image_shape
         # A variable, not a constant: clients read the whole list as `loaded.class_names[0]`.
         self.class_names = tf.Variable(class_names, trainable=False, dtype=tf.string, name="class_names")
         self.images_spec = tf.TensorSpec([None, self.height, self.width, self.channels], tf.uint8, name="images")
         self.bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
     def _predict(self, images):
-        members = [tf.nn.softmax(tf.cast(model(normalizer(images), training=False), tf.float32), axis=-1)
-                   for model, normalizer in self.members]
+        members = [tf.nn.softmax(tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32), axis=-1)
+                   for model, normalizer, data_cfg in self.members]
         probabilities = members[0] if len(members) == 1 else tf.add_n(members) / float(len(members))
         classes = tf.argmax(probabilities, axis=-1)
         return {
@@ -61,20 +65,11 @@ class ServingFunctions:
             return self._predict(tf.identity(images))
 
     def serve_bytes(self, image_bytes):
-        def decode(data):
-            # JPEGs with the accurate integer IDCT: it decodes bit-identically to PIL, which the
-            # training data went through; TF's default (fast) IDCT differs by up to 5 levels
-            # on the CIFAR-10 files here, a train/serve skew.
-            image = tf.cond(
-                tf.io.is_jpeg(data),
-                lambda: tf.io.decode_jpeg(data, channels=self.channels, dct_method="INTEGER_ACCURATE"),
-                lambda: tf.io.decode_image(data, channels=self.channels, expand_animations=False),
-            )
-            image = tf.image.resize(image, [self.height, self.width], method="bilinear")
-            return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
+        # The decoder training used (data/decode.py): JPEGs with the accurate integer IDCT, the same
+        # bilinear resize, so the served pixels are the trained pixels.
         signature = tf.TensorSpec([self.height, self.width, self.channels], tf.uint8)
-        return self._predict(tf.map_fn(decode, image_bytes, fn_output_signature=signature))
+        return self._predict(tf.map_fn(lambda data: decode_image(data, self.channels, (self.height, self.width)),
+                                       image_bytes, fn_output_signature=signature))
 
 
 def build_from_record(record):
@@ -82,7 +77,8 @@ def build_from_record(record):
     cfg = record["config"]
     options = {k: v for k, v in cfg["model"].items() if k != "name" and v is not None}
     with precision_policy("float32"):
-        return create_model(cfg["model"]["name"], tuple(record["data"]["image_shape"]),
+        shape = record["data"].get("input_shape") or record["data"]["image_shape"]  # older records: no crop
+        return create_model(cfg["model"]["name"], tuple(shape),
                             len(record["data"]["class_names"]), **options)
 
 
@@ -105,13 +101,13 @@ def write_saved_model(model, record, normalizer, version_dir, *, members=None):
     staging = make_private_dir(base, f".staging-{os.getpid()}-")
     try:
         members = members or [(model, record, normalizer)]
-        serving = [(float32_copy(m, r), n) for m, r, n in members]
-        functions = ServingFunctions(serving, record["data"]["class_names"])
+        serving = [(float32_copy(m, r), n, TrainConfig.from_dict(r["config"]).data) for m, r, n in members]
+        functions = ServingFunctions(serving, record["data"]["class_names"], tuple(record["data"]["image_shape"]))
         # keras.export.ExportArchive, not tf.saved_model.save on a tf.Module holding the model:
         # with the latter, TF1-style loaders (saved_model_cli run, TensorFlow Serving) fail with
         # "Could not find variable" on Keras 3 variables (keras-team/keras#20095, seen here).
         archive = keras.export.ExportArchive()
-        for member, _ in serving:
+        for member, _, _ in serving:
             archive.track(member)
         archive.add_variable_collection("class_names", [functions.class_names])
         archive.add_endpoint("serving_default", functions.serve_images, input_signature=[functions.images_spec])
@@ -119,7 +115,7 @@ def write_saved_model(model, record, normalizer, version_dir, *, members=None):
         archive.write_out(staging, verbose=False)
         with open(os.path.join(staging, "config.json"), "w") as f:
             json.dump(record, f, indent=2, sort_keys=True)
-        for i, (member, _) in enumerate(serving):
+        for i, (member, _, _) in enumerate(serving):
             member.save(os.path.join(staging, "model.keras" if len(serving) == 1 else f"member-{i}.keras"))
         _readable_by_all(staging)
         os.chmod(staging, DIR_MODE)

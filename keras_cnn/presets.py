@@ -83,7 +83,27 @@ def _cifar10_fast():
     )
 
 
+def _cifar10_alexnet_tutorial():
+    # The TF CIFAR-10 tutorial (cifar10.py / cifar10_input.py), as written: distorted 24x24 crops with
+    # flips, random brightness (63) and contrast (0.2-1.8), per-image standardization, central 24x24
+    # crops at evaluation (the export does the same, so it takes whole 32x32 images); truncated-normal
+    # init (0.05), biases 0.1, weight decay 0.004 on the two dense layers only; plain SGD at 0.1 decayed
+    # x0.1 every 350 epochs (staircase) and an EMA of 0.9999. The tutorial trains for 1M steps
+    # (~2,560 epochs); 40 here, where its rate has not decayed yet.
+    return TrainConfig(
+        data=DataConfig(dataset="cifar10", batch_size=128, augmentation="tf_tutorial", crop_size=24, flip=True,
+                        normalization="per_image"),
+        model=ModelConfig(name="alexnet", kernel_initializer="truncated_normal", init_scale=0.05, bias_init=0.1,
+                          decay_scope="dense"),
+        optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.004),
+        schedule=ScheduleConfig(name="exponential", decay_rate=0.1, decay_epochs=350, staircase=True),
+        ema=EMAConfig(enabled=True, decay=0.9999),
+        run=RunConfig(epochs=40),
+    )
+
+
 PRESETS = {
+    "cifar10-alexnet-tutorial": _cifar10_alexnet_tutorial,
     "mnist-mlp": _mnist_mlp,
     "mnist-cnn": _mnist_cnn,
     "cifar10-alexnet": _cifar10_alexnet,

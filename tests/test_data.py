@@ -16,6 +16,7 @@ from keras_cnn.data import Normalizer, prepare_data
 from keras_cnn.data.pipeline import make_dataset
 from keras_cnn.data.sources import DATA_ROOT_ENV, load_data, load_image_folder, load_npz, load_tfds
 from keras_cnn.data.split import stratified_split
+from keras_cnn.data.store import place
 from keras_cnn.errors import UsageError
 
 # ------------------------------------------------------------------------ sources
@@ -37,11 +38,12 @@ def test_npz_file_and_directory(mnist_npz, tmp_path):
 def test_image_folder_with_and_without_split_folders(cifar_folder, tmp_path):
     flat = load_image_folder(str(cifar_folder))
     assert flat.class_names == CIFAR_CLASSES
-    assert flat.train.images.shape == (300, 32, 32, 3)
+    assert flat.train.image_shape == (32, 32, 3) and len(flat.train) == 300
     assert np.bincount(flat.train.labels).tolist() == [30] * 10
-    # Pixels equal PIL's decoding of the same file.
+    # Pixels equal PIL's decoding of the same file (TensorFlow's accurate-IDCT JPEG decoder, as served).
+    decoded = place(flat.train, DataConfig(cache="memory"))
     first = sorted(os.listdir(cifar_folder / "airplane"))[0]
-    np.testing.assert_array_equal(flat.train.images[0], np.asarray(Image.open(cifar_folder / "airplane" / first)))
+    np.testing.assert_array_equal(decoded.images[0], np.asarray(Image.open(cifar_folder / "airplane" / first)))
     split_root = tmp_path / "split"
     shutil.copytree(cifar_folder, split_root / "train")
     (split_root / "val" / "cat").mkdir(parents=True)
@@ -101,7 +103,7 @@ def test_prepare_data_carves_default_validation_and_fits_training_stats(mnist_fu
 
 
 def small_split(cifar_folder):
-    return load_image_folder(str(cifar_folder)).train
+    return place(load_image_folder(str(cifar_folder)).train, DataConfig(cache="memory"))
 
 
 def test_evaluation_batches_are_untouched_by_augmentation(cifar_folder):
@@ -195,24 +197,28 @@ def corrupt(root):
 def test_corrupt_and_truncated_files_are_skipped_with_a_count(tmp_path, caplog):
     root = corrupt(folder(tmp_path))
     with caplog.at_level("WARNING"):
-        data = load_image_folder(str(root))
-    assert len(data.train) == 6
-    assert "skipped 2 unreadable image" in caplog.text  # the garbage file and the truncated one
+        split = load_image_folder(str(root)).train
+        streamed = list(make_dataset(split, DataConfig(batch_size=16), training=False))
+        decoded = place(split, DataConfig(cache="memory"))
+    assert len(split) == 7 and "skipped 1 unreadable image" in caplog.text  # the garbage file: its header fails
+    assert len(decoded) == 6 and "skipped 1 undecodable image" in caplog.text  # the truncated one: its data does
+    assert sum(len(y) for _, y in streamed) == 6  # streaming drops it too
 
 
 def test_grayscale_files_in_an_rgb_set_are_converted(tmp_path):
     root = folder(tmp_path)
     make_jpeg(root / "a" / "gray.jpg", mode="L")
-    data = load_image_folder(str(root))
-    assert data.train.images.shape == (7, 32, 32, 3)
-    gray = data.train.images[3]
+    data = place(load_image_folder(str(root)).train, DataConfig(cache="memory"))
+    assert data.images.shape == (7, 32, 32, 3)
+    gray = data.images[3]
     assert np.array_equal(gray[..., 0], gray[..., 1])
 
 
 def test_mixed_sizes_resize_by_flag(tmp_path):
     root = folder(tmp_path)
     make_jpeg(root / "a" / "big.jpg", size=(40, 36))
-    assert load_image_folder(str(root), image_size=(32, 32)).train.images.shape == (7, 32, 32, 3)
+    resized = place(load_image_folder(str(root), image_size=(32, 32)).train, DataConfig(cache="memory"))
+    assert resized.images.shape == (7, 32, 32, 3)
 
 
 @pytest.mark.parametrize(

@@ -417,7 +417,10 @@ def test_16_bit_pngs_decode_alike_in_training_and_serving(tmp_path):
     for c in ("a", "b"):
         (tmp_path / c).mkdir()
         Image.fromarray(values).save(tmp_path / c / "x.png")  # mode I;16
-    trained = load_image_folder(str(tmp_path)).train.images[0, ..., 0]
+    from keras_cnn.config import DataConfig
+    from keras_cnn.data.store import place
+
+    trained = place(load_image_folder(str(tmp_path)).train, DataConfig(cache="memory")).images[0, ..., 0]
     served = tf.io.decode_image((tmp_path / "a" / "x.png").read_bytes(), channels=1).numpy()[..., 0]
     np.testing.assert_array_equal(trained, served)
     assert trained.max() == 48573 >> 8 and len(np.unique(trained)) == 64  # not clipped to white

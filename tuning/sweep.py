@@ -175,8 +175,9 @@ def ensemble_accuracy(cfg, finished):
     data = prepare_data(cfg.data)
     if data.validation is None:
         return ""
-    probabilities = ensemble_probabilities([r["run_dir"] for r in finished], data.validation.images)
-    return round(float(np.mean(probabilities.argmax(1) == data.validation.labels)), 4)
+    probabilities = ensemble_probabilities([r["run_dir"] for r in finished], data.validation)
+    labels = np.concatenate([y for _, y in data.validation.batches(256)])
+    return round(float(np.mean(probabilities.argmax(1) == labels)), 4)
 
 
 def print_summary(name, summary, args, trials_path, sweep_dir):

@@ -13,11 +13,15 @@ with keras_cnn's runs, and prints min/median/max ratios.
 
 `--pipeline`: images/s of the input pipeline alone (decode once, then augment, normalize,
 batch from memory), reported per epoch after the first; `--compare-keras` also times
-`keras.utils.image_dataset_from_directory` on the same folder.
+`keras.utils.image_dataset_from_directory` on the same folder. `--pipeline --image-size 224`
+streams from the files (or prepared shards) at that resolution; with `--vs-torch PYTHON`
+interleaved with ../shared/bench/torch_pipeline_reference.py (`--eval`: the evaluation transform).
 """
 import json
 import os
+import resource
 import statistics
+import subprocess
 import time
 
 import keras
@@ -53,6 +57,11 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the decoding epoch")
     parser.add_argument("--no-augment", action="store_true", help="skip crop and flip")
+    parser.add_argument("--image-size", type=int, help="--pipeline: stream at this resolution (random-resized-crop)")
+    parser.add_argument("--eval", action="store_true", help="--pipeline: time the evaluation transform (center crop)")
+    parser.add_argument("--cache", choices=("auto", "memory", "disk", "none"),
+                        help="--pipeline: where decoded images live (default: none with --image-size, else auto)")
+    parser.add_argument("--torch-pipeline-reference", help="path to torch_pipeline_reference.py (default ../shared/bench/)")
     parser.add_argument("--compare-keras", action="store_true", help="also time image_dataset_from_directory")
     parser.add_argument("--keras-batches", type=int, default=100, help="batches timed for --compare-keras")
     args = parser.parse_args(argv)
@@ -66,7 +75,7 @@ def main(argv=None):
     if args.peaks:
         print(json.dumps(measure_peaks(repeats=cap(5, 1), matmul_size=cap(4096, 1024))), flush=True)
     if args.pipeline:
-        print(json.dumps(benchmark_pipeline(args)), flush=True)
+        benchmark_pipeline(args, lambda line: print(json.dumps(line), flush=True))
         if args.compare_keras:
             print(json.dumps(benchmark_keras_folder(args)), flush=True)
     if args.model:
@@ -77,34 +86,89 @@ def main(argv=None):
     return 0
 
 
-def benchmark_pipeline(args):
+def benchmark_pipeline(args, emit):
+    """The input pipeline alone: normalized float32 batches ready for the model, images/s per measurement.
 
+    Without --image-size: the in-memory path (decode once, then shuffle, crop, flip, normalize,
+    batch), per epoch after the first. With --image-size: the streaming path at that resolution
+    (files or prepared shards read and decoded every batch; random-resized-crop and flip, or with
+    --eval the center crop), --repeats measurements of --steps batches after --warmup, interleaved
+    with ../shared/bench/torch_pipeline_reference.py when --vs-torch is given.
+    """
+    streaming = args.image_size is not None
     cfg = DataConfig(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        batch_size=args.batch_size,
-        crop_padding=0 if args.no_augment else 4,
-        flip=not args.no_augment,
+        dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
+        crop_padding=0 if args.no_augment or streaming else 4, flip=not args.no_augment,
+        image_size=(args.image_size, args.image_size) if streaming else None,
+        cache=args.cache or ("none" if streaming else "auto"),
+        augmentation="random_resized_crop" if streaming and not args.no_augment else "standard",
+        eval_crop=0.875 if streaming else 1.0,
     )
     start = time.perf_counter()
-    data = prepare_data(cfg)
-    decode_seconds = time.perf_counter() - start
+    data = prepare_data(cfg, verbose=1)
+    setup = time.perf_counter() - start
+    if not streaming:
+        return _in_memory_epochs(args, cfg, data, setup, emit)
+    ours, pairs = [], []
+    for repeat in range(args.repeats):
+        ds = make_dataset(data.train, cfg, training=not args.eval, seed=0, epoch=repeat, normalizer=data.normalizer)
+        rate = _images_per_sec(ds, args.warmup, args.steps)
+        ours.append(rate)
+        emit({"framework": "keras_cnn", "pipeline": "eval" if args.eval else "train", "image_size": args.image_size,
+              "batch_size": args.batch_size, "source": type(data.train).__name__, "images_per_sec": round(rate, 1),
+              "peak_rss_mb": round(peak_rss_mb(), 1), "repeat": repeat})
+        if args.vs_torch:
+            ref = run_torch_pipeline(args)
+            emit({**ref, "repeat": repeat})
+            pairs.append(rate / ref["images_per_sec"])
+    if pairs:
+        emit({"ratio": f"keras_cnn / torch DataLoader ({'eval' if args.eval else 'train'})", "pairs": len(pairs),
+              "min": round(min(pairs), 3), "median": round(statistics.median(pairs), 3), "max": round(max(pairs), 3)})
+
+
+def _images_per_sec(ds, warmup, steps):
+    it = iter(ds.repeat())  # an evaluation epoch ends; the measurement must not
+    for _ in range(warmup):
+        next(it)
+    start, count = time.perf_counter(), 0
+    for _ in range(steps):
+        count += int(next(it)[0].shape[0])
+    return count / (time.perf_counter() - start)
+
+
+def _in_memory_epochs(args, cfg, data, setup, emit):
     rates = []
     for epoch in range(args.epochs):
         ds = make_dataset(data.train, cfg, training=True, epoch=epoch, normalizer=data.normalizer)
         start = time.perf_counter()
         count = sum(int(x.shape[0]) for x, _ in ds)
         rates.append(count / (time.perf_counter() - start))
-    return {
-        "benchmark": "pipeline",
-        "dataset": args.dataset,
-        "batch_size": args.batch_size,
-        "augment": not args.no_augment,
-        "train_images": len(data.train),
-        "decode_seconds": round(decode_seconds, 1),
-        "images_per_sec": round(statistics.median(rates)),
-        "images_per_sec_per_epoch": [round(r) for r in rates],
-    }
+    emit({
+        "benchmark": "pipeline", "dataset": args.dataset, "batch_size": args.batch_size, "augment": not args.no_augment,
+        "train_images": len(data.train), "decode_seconds": round(setup, 1), "images_per_sec": round(statistics.median(rates)),
+        "images_per_sec_per_epoch": [round(r) for r in rates], "source": type(data.train).__name__,
+    })
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_torch_pipeline(args):
+    script = os.path.abspath(args.torch_pipeline_reference or os.path.join(
+        os.path.dirname(__file__), "..", "..", "..", "shared", "bench", "torch_pipeline_reference.py"))
+    if not os.path.isfile(script):
+        raise UsageError(f"torch pipeline reference not found at {script}; pass --torch-pipeline-reference PATH")
+    folder = args.data_dir
+    if os.path.isdir(os.path.join(folder, "train")):
+        folder = os.path.join(folder, "train")
+    command = [args.vs_torch, script, "--data-dir", folder, "--image-size", str(args.image_size), "--batch-size",
+               str(args.batch_size), "--batches", str(args.steps), "--warmup", str(args.warmup), "--workers", "2"]
+    out = subprocess.run(command + (["--eval"] if args.eval else []), capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
+        raise UsageError(f"torch pipeline reference failed ({last}); check --vs-torch")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def benchmark_keras_folder(args):

@@ -24,6 +24,7 @@ from keras_cnn import visualize
 from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_options_from_args
 from keras_cnn.config import TrainConfig, apply_overrides, validate
 from keras_cnn.data import prepare_data
+from keras_cnn.data.pipeline import eval_inputs
 from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError
 from keras_cnn.io import atomic_write, csv_text, write_json
@@ -112,8 +113,8 @@ def run_checks(args):
 
     cfg = diagnostic_config(args)
     data = prepare_data(cfg.data)
-    shape, k = data.image_shape, data.num_classes
-    images = data.normalizer(data.train.images[:2048]).numpy()
+    shape, k = data.input_shape, data.num_classes
+    images = eval_inputs(data.train.sample(2048), cfg.data, data.normalizer).numpy()
     labels = data.train.labels[:2048]
     probe, probe_labels = tf.constant(images[:256]), tf.constant(labels[:256])
 

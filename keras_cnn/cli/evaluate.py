@@ -19,7 +19,7 @@ from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry
 from keras_cnn.config import TrainConfig
 from keras_cnn.data import load_data, prepare_data
 from keras_cnn.errors import UsageError
-from keras_cnn.evaluation import classification_metrics, write_evaluation
+from keras_cnn.evaluation import classification_metrics, run_predictor, write_evaluation
 from keras_cnn.export import load_saved_model
 from keras_cnn.run_dir import RunDir
 
@@ -47,10 +47,12 @@ def main(argv=None):
         if other["data"]["class_names"] != record["data"]["class_names"] or other["data"]["image_shape"] != record["data"]["image_shape"]:
             raise UsageError("the ensemble's members differ in classes or image shape; combine models of one dataset")
     default_out = (args.run + args.saved_model)[0] if len(members) == 1 else (args.output_dir or "ensemble-eval")
-    images, labels, class_names = _load_split(record, args)
-    batches = range(0, len(images), args.batch_size)
-    probabilities = np.concatenate([np.mean([predict(images[i:i + args.batch_size]) for predict, _ in members], axis=0)
-                                    for i in batches])
+    split, class_names = _load_split(record, args)
+    probabilities, labels = [], []
+    for images, batch_labels in split.batches(args.batch_size):
+        probabilities.append(np.mean([predict(images) for predict, _ in members], axis=0))
+        labels.append(batch_labels)
+    probabilities, labels = np.concatenate(probabilities), np.concatenate(labels)
     summary, per_class, confusion = classification_metrics(probabilities, labels, class_names)
     summary.update(split=args.split, source=args.data_dir or record["config"]["data"].get("data_dir"), members=len(members))
     out_dir = args.output_dir or os.path.join(default_out, f"eval-{args.split}")
@@ -65,10 +67,8 @@ def main(argv=None):
 
 
 def _run_predictor(path):
-    run = RunDir(path)
-    record = run.read_record()
-    model, normalizer = run.load_model(), run.load_normalizer()
-    return (lambda x: tf.nn.softmax(tf.cast(model(normalizer(x), training=False), tf.float32)).numpy()), record
+    record = RunDir(path).read_record()  # first: a folder that is not a run is told so
+    return run_predictor(path), record
 
 
 def _saved_model_predictor(path):
@@ -101,7 +101,7 @@ def _load_split(record, args):
     expected = record.get("data", {}).get("class_names")
     if expected and list(expected) != list(names):
         raise UsageError(f"the data's classes ({len(names)}) differ from the model's ({len(expected)}); evaluate on data with the same classes")
-    return split.images, split.labels, names
+    return split, names
 
 
 def _replace(data_cfg, **fields):

@@ -23,7 +23,7 @@ FLAG_FIELDS = {
     "seed": "run.seed", "output_dir": "run.output_dir", "name": "run.name", "strategy": "run.strategy",
     "precision": "run.precision", "ema": "ema.enabled", "overwrite": "run.overwrite",
     "weight_decay": "optimizer.weight_decay", "layer_stats": "run.layer_stats", "init_from": "run.init_from",
-    "image_size": "data.image_size",
+    "image_size": "data.image_size", "data_service": "data.service",
 }
 
 
@@ -53,6 +53,8 @@ def build_parser():
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace a run of the same name with another config")
     parser.add_argument("--image-size", type=image_size, metavar="SIZE",
                         help="resize every image to SIZE (224) or HxW (224x160)")
+    parser.add_argument("--data-service", metavar="ADDRESS",
+                        help="a tf.data service dispatcher (grpc://host:port) whose workers do the preprocessing")
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
                         help="stop when validation loss has not improved for PATIENCE epochs; keep the best epoch's weights")
     parser.add_argument("--quiet", action="store_const", const=0, dest="verbose", help="print nothing but errors")

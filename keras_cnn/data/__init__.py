@@ -4,18 +4,28 @@ import dataclasses
 import numpy as np
 
 from keras_cnn.data.normalization import Normalizer
-from keras_cnn.data.sources import ArraySplit, LoadedData, check_known_dataset, load_data
+from keras_cnn.data.sources import LoadedData, check_known_dataset, load_data
 from keras_cnn.data.split import default_val_size, stratified_folds, stratified_split
+from keras_cnn.data.splits import ArraySplit, FileSplit, MappedSplit
+from keras_cnn.data.store import place
+from keras_cnn.errors import UsageError
 
-__all__ = ["ArraySplit", "LoadedData", "Normalizer", "PreparedData", "load_data", "prepare_data"]
+__all__ = ["ArraySplit", "FileSplit", "LoadedData", "MappedSplit", "Normalizer", "PreparedData", "load_data", "prepare_data"]
+
+
+# Normalization statistics of a streamed split come from this many of its images, evenly spaced:
+# per-channel means and deviations settle long before, and memory stays the same for any set size.
+NORMALIZATION_SAMPLE = 1000
 
 
 @dataclasses.dataclass
 class PreparedData(LoadedData):
-    """LoadedData after the split is carved and normalization fitted (no test split: it stays unseen)."""
+    """LoadedData after the split is carved, the images placed and normalization fitted (no test
+    split: it stays unseen)."""
 
     normalizer: Normalizer = None
     val_size: int = 0  # as used, for config.json
+    input_shape: tuple = None  # what the model sees: the image shape, or the tutorial's crop of it
 
 
 def prepare_data(cfg, *, verbose=0):
@@ -36,11 +46,24 @@ def prepare_data(cfg, *, verbose=0):
         val_size = len(validation)
     # Stratified subsets keep every class, for smoke runs and tiny-subset checks. Drawn with the split's
     # seed, not the run's: runs of several seeds then validate on the same images (sweeps, ensembles).
-    train = _subset(train, cfg.train_limit, cfg.split_seed)
-    validation = _subset(validation, cfg.val_limit, cfg.split_seed)
-    normalizer = Normalizer.fit(train.images, cfg.normalization)
+    train = place(_subset(train, cfg.train_limit, cfg.split_seed), cfg, verbose=verbose, label="training images")
+    validation = place(_subset(validation, cfg.val_limit, cfg.split_seed), cfg, verbose=verbose, label="validation images")
+    normalizer = Normalizer.fit(_statistics_sample(train), cfg.normalization)
+    shape = train.image_shape
+    if cfg.augmentation == "tf_tutorial":
+        if cfg.crop_size >= min(shape[:2]):
+            raise UsageError(f"data.crop_size {cfg.crop_size} must be smaller than the {shape[0]}x{shape[1]} images")
+        shape = (cfg.crop_size, cfg.crop_size, shape[2])
     return PreparedData(train=train, validation=validation, class_names=loaded.class_names, description=loaded.description,
-                        normalizer=normalizer, val_size=val_size)
+                        normalizer=normalizer, val_size=val_size, input_shape=shape)
+
+
+def _statistics_sample(split):
+    """All images of an in-memory split; an evenly spaced sample of a streamed one (its order is by class)."""
+    if isinstance(split, ArraySplit):
+        return split.images
+    picks = np.linspace(0, len(split) - 1, min(NORMALIZATION_SAMPLE, len(split))).astype(int)
+    return split.take(picks).sample(len(picks))
 
 
 def _subset(split, limit, seed):

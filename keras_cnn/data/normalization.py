@@ -1,7 +1,9 @@
 """Input normalization per CS231n: statistics from the training split, applied in the graph.
 
 Modes: `none` (x/255), `center` (subtract the per-channel mean), `standardize` (also divide
-by the per-channel std, the default), `pca_whiten` (decorrelate all pixels; small inputs only).
+by the per-channel std, the default), `pca_whiten` (decorrelate all pixels; small inputs only),
+`per_image` (each image minus its own mean, over its own std: the TF CIFAR-10 tutorial's
+tf.image.per_image_standardization).
 The statistics are saved with the run and the export puts them inside the served graph.
 """
 import dataclasses
@@ -15,7 +17,7 @@ import tensorflow as tf
 from keras_cnn.errors import UsageError, choose
 from keras_cnn.io import atomic_write
 
-MODES = ("none", "center", "standardize", "pca_whiten")
+MODES = ("none", "center", "standardize", "pca_whiten", "per_image")
 MAX_WHITEN_DIM = 4096  # a D x D covariance; beyond this PCA whitening is impractical
 WHITEN_EPSILON = 1e-2  # on [0, 1] pixels; keeps near-zero eigenvalues from exploding noise
 
@@ -28,14 +30,15 @@ class Normalizer:
     whitening: np.ndarray | None = None  # (D, D), for pca_whiten
 
     @classmethod
-    def fit(cls, images, mode="standardize", *, batch=8192):
-        """Compute statistics from uint8 images (N, H, W, C) in float64, a batch at a time."""
+    def fit(cls, images, mode="standardize", *, chunk_values=1 << 24):
+        """Compute statistics from uint8 images (N, H, W, C) in float64, ~16M values (128 MB) at a time."""
         choose("normalization", mode, MODES)
         channels = images.shape[-1]
         total = np.zeros(channels)
         squares = np.zeros(channels)
-        for start in range(0, len(images), batch):
-            chunk = images[start : start + batch].reshape(-1, channels).astype(np.float64)
+        step = max(1, chunk_values // max(int(np.prod(images.shape[1:])), 1))
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step].reshape(-1, channels).astype(np.float64)
             total += chunk.sum(0)
             squares += (chunk**2).sum(0)
         count = len(images) * images.shape[1] * images.shape[2]
@@ -54,6 +57,8 @@ class Normalizer:
             return x / 255.0
         if self.mode == "center":
             return (x - mean) / 255.0
+        if self.mode == "per_image":
+            return tf.image.per_image_standardization(x)
         if self.mode == "standardize":
             # One multiply-add per pixel: x * (1/std) + (-mean/std).
             scale = 1.0 / np.asarray(self.std)

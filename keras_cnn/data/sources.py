@@ -10,12 +10,12 @@ import logging
 import os
 import socket
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from PIL import Image
 
-from keras_cnn.console import ProgressLine
+from keras_cnn.data import records
+from keras_cnn.data.decode import scan_headers
+from keras_cnn.data.splits import ArraySplit, FileSplit
 from keras_cnn.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -33,20 +33,6 @@ KNOWN_CLASS_NAMES = {
 
 
 @dataclasses.dataclass
-class ArraySplit:
-    """One split in memory: uint8 images (N, H, W, C) and int32 labels (N,)."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self):
-        return len(self.labels)
-
-    def take(self, indices):
-        return ArraySplit(self.images[indices], self.labels[indices])
-
-
-@dataclasses.dataclass
 class LoadedData:
     train: ArraySplit
     class_names: list
@@ -60,7 +46,7 @@ class LoadedData:
 
     @property
     def image_shape(self):
-        return tuple(self.train.images.shape[1:])
+        return self.train.image_shape
 
     @classmethod
     def from_splits(cls, splits, class_names, description):
@@ -126,6 +112,9 @@ def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip", ver
 
 
 def _load_path(dataset, path, *, image_size, on_corrupt, verbose=0):
+    if os.path.isdir(path) and records.is_prepared(path):  # sharded TFRecords from scripts/prepare.py
+        splits, names, description = records.load_records(path, image_size)
+        return LoadedData.from_splits(splits, names, description)
     if os.path.isfile(path):
         if path.endswith(".npz"):
             return load_npz(path, dataset, image_size=image_size)
@@ -249,8 +238,10 @@ SPLIT_NAMES = {"train": "train", "val": "validation", "validation": "validation"
 def load_image_folder(root, *, image_size=None, on_corrupt="skip", verbose=0):
     """`root/<split>/<class>/*.jpg|png` or `root/<class>/...`; classes in sorted order.
 
-    image_size=(H, W) resizes every image; without it, mixed sizes are an error.
-    on_corrupt="skip" drops unreadable files with one warning and a count; "error" stops.
+    Returns FileSplits (nothing decoded yet): every file's header is read to find unreadable files
+    (on_corrupt="skip" drops them with one warning and a count; "error" stops), the set's channel
+    count (a set with any colour image is RGB) and its size: image_size=(H, W) resizes every image;
+    without it, mixed sizes are an error.
     """
     subdirs = _subdirs(root)
     splits = {SPLIT_NAMES[d]: os.path.join(root, d) for d in subdirs if d in SPLIT_NAMES}
@@ -264,10 +255,18 @@ def load_image_folder(root, *, image_size=None, on_corrupt="skip", verbose=0):
             f"{splits['train']} has {len(class_names)} class folder(s); an image folder needs "
             "one sub-folder per class and at least 2 classes"
         )
-    loaded = {
-        split: _read_split(path, class_names, image_size, on_corrupt, verbose) for split, path in splits.items()
-    }
-    shapes = {s: a.images.shape[1:] for s, a in loaded.items()}
+    listed = {split: _list_split(path, class_names) for split, path in splits.items()}
+    headers = {split: scan_headers(files) for split, (files, _) in listed.items()}
+    channels = 3 if any(h and h[1] for hs in headers.values() for h in hs) else 1
+    loaded = {}
+    for split, (files, labels) in listed.items():
+        keep = _readable(files, headers[split], on_corrupt, splits[split])
+        sizes = {headers[split][i][0] for i in keep}
+        if image_size is None and len(sizes) > 1:
+            raise UsageError(f"{splits[split]} mixes image sizes {sorted(sizes)[:3]}...; pass --image-size HxW to resize them all")
+        size = tuple(image_size) if image_size is not None else sizes.pop()
+        loaded[split] = FileSplit(np.asarray(files)[keep], np.asarray(labels, np.int32)[keep], size, channels)
+    shapes = {s: a.image_shape for s, a in loaded.items()}
     if len(set(shapes.values())) > 1:
         raise UsageError(f"{root}: splits differ in image shape {shapes}; pass --image-size HxW to resize all")
     return LoadedData.from_splits(loaded, class_names, f"image_folder:{root}")
@@ -277,7 +276,7 @@ def _subdirs(path):
     return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
 
 
-def _read_split(split_dir, class_names, image_size, on_corrupt, verbose=0):
+def _list_split(split_dir, class_names):
     files, labels = [], []
     for label, name in enumerate(class_names):
         class_dir = os.path.join(split_dir, name)
@@ -292,55 +291,19 @@ def _read_split(split_dir, class_names, image_size, on_corrupt, verbose=0):
             raise UsageError(f"class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove it")
         files += [os.path.join(class_dir, n) for n in names]
         labels += [label] * len(names)
-    # PIL releases the GIL while decoding, so threads use both cores.
-    progress = ProgressLine(f"decoding {split_dir}", len(files), enabled=verbose > 0)
-    decoded = []
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        for image in pool.map(lambda f: _decode(f, image_size), files, chunksize=256):
-            decoded.append(image)
-            if len(decoded) % 500 == 0:
-                progress.update(len(decoded))
-    progress.update(len(decoded))
-    progress.close()
-    bad = [f for f, img in zip(files, decoded) if img is None]
+    return files, labels
+
+
+def _readable(files, headers, on_corrupt, split_dir):
+    bad = [f for f, h in zip(files, headers) if h is None]
     if bad:
         if on_corrupt == "error":
             raise UsageError(f"cannot decode {bad[0]} ({len(bad)} unreadable in all); remove it or pass --on-corrupt skip")
         log.warning("skipped %d unreadable image(s) in %s, e.g. %s", len(bad), split_dir, bad[0])
-    keep = [i for i, img in enumerate(decoded) if img is not None]
+    keep = [i for i, h in enumerate(headers) if h is not None]
     if not keep:
         raise UsageError(f"no readable images in {split_dir}")
-    images = [decoded[i] for i in keep]
-    shapes = {img.shape[:2] for img in images}
-    if len(shapes) > 1:
-        raise UsageError(
-            f"{split_dir} mixes image sizes {sorted(shapes)[:3]}...; pass --image-size HxW to resize them all"
-        )
-    # A set with any colour image is RGB; grayscale files in it are converted.
-    channels = 3 if any(img.shape[2] == 3 for img in images) else 1
-    if channels == 3:
-        images = [np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img for img in images]
-    return ArraySplit(np.stack(images), np.asarray([labels[i] for i in keep], np.int32))
-
-
-def _decode(path, image_size):
-    """One image file as uint8 (H, W, 1|3), decoded as the serving graph decodes it; None if unreadable."""
-    try:
-        with Image.open(path) as img:
-            img.load()  # raises on truncated data
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit grayscale: keep the high byte, as TensorFlow's decode_png (the serving graph) does;
-                # PIL's convert("L") would clip every value above 255 to white.
-                wide = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
-                img = Image.fromarray((wide >> 8).astype(np.uint8), mode="L")
-            mode = "L" if img.mode in ("1", "L", "LA") else "RGB"
-            img = img.convert(mode)
-            if image_size is not None and img.size != (image_size[1], image_size[0]):
-                img = img.resize((image_size[1], image_size[0]), Image.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
-    return array[..., None] if array.ndim == 2 else array
+    return np.asarray(keep, dtype=int)
 
 
 # ------------------------------------------------------------------------------ TFDS

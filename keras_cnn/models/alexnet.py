@@ -2,13 +2,17 @@
 
 conv5x5-64 -> relu -> maxpool 3x3/2 -> LRN -> conv5x5-64 -> relu -> LRN -> maxpool 3x3/2
 -> dense 384 -> dense 192 -> logits: 1,068,298 parameters at 24x24 inputs (the tutorial's
-crops), 1,756,426 at 32x32. Local response normalization (Krizhevsky et al. 2012, section
+crops), 1,756,426 at 32x32; above 64 px a global average pool replaces the flatten (224-px photos).
+Local response normalization (Krizhevsky et al. 2012, section
 3.3) with the tutorial's settings by default: depth radius 4, bias 1, alpha 0.001/9, beta 0.75.
 """
 import keras
 
 from keras_cnn.models.layers import LayerOptions, LocalResponseNormalization, shared_options
 from keras_cnn.models.registry import register
+
+# Inputs larger than this end in global average pooling rather than the tutorial's flatten.
+GLOBAL_POOL_ABOVE = 64
 
 
 def build_alexnet(input_shape, num_classes, *, lrn=True, lrn_depth_radius=4, lrn_bias=1.0, lrn_alpha=0.001 / 9.0,
@@ -36,7 +40,10 @@ def build_alexnet(input_shape, num_classes, *, lrn=True, lrn_depth_radius=4, lrn
     x = norm(pool(conv(inputs, "conv1"), "pool1"), "norm1")
     # The tutorial normalizes before the second pool, the reverse of the first block.
     x = pool(norm(conv(x, "conv2"), "norm2"), "pool2")
-    x = keras.layers.Flatten(name="flatten")(x)
+    if min(input_shape[:2]) > GLOBAL_POOL_ABOVE:  # a dense layer over a 56x56 map would hold 77M weights
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
     x = dense(dense(x, 384, "fc1"), 192, "fc2")
     return keras.Model(inputs, opts.logits(x, num_classes), name="alexnet")
 

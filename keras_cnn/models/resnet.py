@@ -1,8 +1,9 @@
 """Residual networks for CIFAR (He et al. 2015, "Deep Residual Learning", section 4.2).
 
 `resnet{6n+2}`: a 3x3-16 stem, three stages of n basic blocks with 16/32/64 filters, global
-average pooling, one dense layer. `resnet18`/`resnet34`: the ImageNet block layout with a
-CIFAR stem (3x3-64, stride 1, no max pool) and 64..512 filters. `resnet9`: Page's DAWNBench net.
+average pooling, one dense layer. `resnet18`/`resnet34`: the ImageNet block layout with 64..512
+filters, a CIFAR stem (3x3-64, stride 1, no max pool) on small inputs and the ImageNet stem (7x7-64
+stride 2, 3x3 max pool stride 2) on inputs of 128 px and more. `resnet9`: Page's DAWNBench net.
 
 Shortcuts where the shape changes: `projection` (option B, 1x1 conv + BN, the default,
 as in ../shared/bench/torch_reference.py) or `identity` (option A, parameter-free, the
@@ -44,10 +45,19 @@ def apply_basic_block(x, filters, stride, name, opts, shortcut):
     return opts.act(x, f"{name}_out")
 
 
-def _build(input_shape, num_classes, stem_filters, stages, model_name, shortcut, opts):
+# From this input side on, ResNet-18/34 use the ImageNet stem (7x7/2 conv, 3x3/2 max pool): at 224 px
+# the CIFAR stem would run the first stage on 224x224 maps, 16x the work of the ImageNet net.
+IMAGENET_STEM_FROM = 128
+
+
+def _build(input_shape, num_classes, stem_filters, stages, model_name, shortcut, opts, imagenet_stem=False):
     choose("shortcut", shortcut, ("projection", "identity"))
     inputs = keras.Input(shape=input_shape, name="images")
-    x = opts.act(_conv_bn(inputs, stem_filters, 3, 1, "conv1", opts), "conv1_out")
+    if imagenet_stem:
+        x = opts.act(_conv_bn(inputs, stem_filters, 7, 2, "conv1", opts), "conv1_out")
+        x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    else:
+        x = opts.act(_conv_bn(inputs, stem_filters, 3, 1, "conv1", opts), "conv1_out")
     for s, (filters, blocks) in enumerate(stages):
         for b in range(blocks):
             stride = 2 if s > 0 and b == 0 else 1
@@ -65,7 +75,8 @@ def build_cifar_resnet(input_shape, num_classes, *, depth, shortcut="projection"
 
 def build_imagenet_layout_resnet(input_shape, num_classes, *, depth, shortcut="projection", **shared):
     stages = list(zip([64, 128, 256, 512], IMAGENET_LAYOUTS[depth]))
-    return _build(input_shape, num_classes, 64, stages, f"resnet{depth}", shortcut, _options(shared))
+    large = min(input_shape[:2]) >= IMAGENET_STEM_FROM
+    return _build(input_shape, num_classes, 64, stages, f"resnet{depth}", shortcut, _options(shared), imagenet_stem=large)
 
 
 for _depth in CIFAR_DEPTHS:

@@ -59,7 +59,7 @@ def train(cfg, callbacks=(), verbose=1):
         data = prepare_data(cfg.data, verbose=verbose)  # 3. data errors surface before the disk is touched
         interrupts.raise_if_requested("while loading data")
         steps = steps_per_epoch(cfg, len(data.train), strategy.num_replicas_in_sync)
-        built = build_training(cfg, image_shape=data.image_shape, num_classes=data.num_classes,
+        built = build_training(cfg, image_shape=data.input_shape, num_classes=data.num_classes,
                                steps_per_epoch=steps, strategy=strategy)  # 4. build
         start, mode = _starting_point(run_dir, built, cfg, mode)  # 5. resume or warm start
         if chief:  # 6. only now, with data, model and checkpoint known good, is anything written
@@ -189,7 +189,8 @@ def _new_record(cfg, data, built):
         # What the config resolved to: the split actually carved and where the data came from.
         "data": {
             "source": data.description, "train_size": len(data.train), "val_size": data.val_size,
-            "split_seed": cfg.data.split_seed, "image_shape": list(data.image_shape),
+            "split_seed": cfg.data.split_seed, "image_shape": list(data.image_shape), "input_shape": list(data.input_shape),
+            "placement": type(data.train).__name__,
             "class_names": data.class_names, "normalization": data.normalizer.to_dict(),
         },
         # What "auto" settings became on this machine.
