@@ -86,7 +86,10 @@ def child_env(**extra):
 
 
 def mnist_config(data_dir, output_dir, *overrides):
-    """MNIST MLP 784-128-10, SGD+Nesterov, cosine, 3 epochs; overrides are --set strings."""
+    """MNIST MLP 784-128-10, SGD+Nesterov, cosine, 3 epochs; overrides are --set strings.
+
+    float32, as the mnist-mlp preset: `auto` would pick bfloat16 on AVX512-BF16/AMX CPUs and not on
+    others, and the tests' thresholds and float32-serving parity checks must hold on either."""
     from keras_cnn.config import TrainConfig, apply_overrides
 
     return apply_overrides(
@@ -94,7 +97,7 @@ def mnist_config(data_dir, output_dir, *overrides):
         [
             "data.dataset=mnist", f"data.data_dir={data_dir}", f"run.output_dir={output_dir}",
             "model.name=mlp", "model.hidden=128", "optimizer.name=sgd", "optimizer.learning_rate=0.1",
-            "optimizer.nesterov=true", "schedule.name=cosine", "run.epochs=3",
+            "optimizer.nesterov=true", "schedule.name=cosine", "run.epochs=3", "run.precision=float32",
             *overrides,
         ],
     )

@@ -9,8 +9,10 @@ import time
 
 import keras
 import numpy as np
+import pytest
 from conftest import ROOT, child_env
 
+from keras_cnn.cli import prepare
 from keras_cnn.config import TrainConfig, apply_overrides
 
 HELPER = ROOT / "tests" / "helpers" / "train_and_dump.py"
@@ -69,12 +71,17 @@ def free_ports(n):
     return ports
 
 
-def test_two_workers_on_localhost_end_with_identical_weights(mnist_small, tmp_path):
-    cfg = apply_overrides(TrainConfig(), [
-        "data.dataset=mnist", f"data.data_dir={mnist_small}", f"run.output_dir={tmp_path / 'runs'}",
-        "model.name=mlp", "model.hidden=64", "model.batch_norm=true", "model.dropout=0.1",
-        "optimizer.weight_decay=5e-4", "optimizer.learning_rate=0.05", "run.strategy=multi_worker",
-        "run.epochs=2", "run.steps_per_epoch=8", "data.batch_size=64",
+@pytest.mark.parametrize("source", ["in_memory", "prepared_shards"])
+def test_two_workers_on_localhost_end_with_identical_weights(source, mnist_small, cifar_folder, tmp_path):
+    if source == "in_memory":
+        data = ["data.dataset=mnist", f"data.data_dir={mnist_small}", "model.name=mlp", "model.hidden=64",
+                "run.steps_per_epoch=8", "data.batch_size=64"]
+    else:  # streamed from shards, whole epochs: both workers must reach the same step count or the all-reduce hangs
+        assert prepare.main([str(cifar_folder.parent), str(tmp_path / "shards"), "--shard-size", "60KB", "--quiet"]) == 0
+        data = ["data.dataset=cifar10", f"data.data_dir={tmp_path / 'shards'}", "model.name=cnn", "data.batch_size=32"]
+    cfg = apply_overrides(TrainConfig(), data + [
+        f"run.output_dir={tmp_path / 'runs'}", "model.batch_norm=true", "model.dropout=0.1",
+        "optimizer.weight_decay=5e-4", "optimizer.learning_rate=0.05", "run.strategy=multi_worker", "run.epochs=2",
     ])
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))
@@ -95,4 +102,5 @@ def test_two_workers_on_localhost_end_with_identical_weights(mnist_small, tmp_pa
     differing = [k for k in w0.files if not np.array_equal(w0[k], w1[k])]
     assert not differing, differing
     # Only the chief writes the run directory.
-    assert (tmp_path / "runs" / "mlp-mnist" / "history.csv").exists()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [f"{cfg.model.name}-{cfg.data.dataset}", "runs.csv"]
+    assert (tmp_path / "runs" / f"{cfg.model.name}-{cfg.data.dataset}" / "history.csv").exists()

@@ -5,7 +5,6 @@
 
 `run_search` is what tune.py calls; trials.csv (one row per trial) is the source of truth.
 """
-import json
 import logging
 import os
 import shutil
@@ -14,10 +13,9 @@ import keras_tuner
 
 from keras_cnn.config import apply_overrides, is_path_component
 from keras_cnn.errors import UsageError
-from keras_cnn.io import write_json
 from keras_cnn.run_dir import RunDir
 from tuning import hparams
-from tuning.runner import run_trial
+from tuning.runner import claim_folder, run_trial
 from tuning.trials import columns_for, plot_search, read_trials
 
 log = logging.getLogger("keras_cnn")
@@ -145,24 +143,8 @@ def _claim_search_dir(search_dir, record, overwrite):
     """A search dir belongs to one search: resuming it with other settings would mix results."""
     if not is_path_component(os.path.basename(os.path.normpath(search_dir))):
         raise UsageError(f"search folder {search_dir!r} must end in one folder name")
-    path = os.path.join(search_dir, "search.json")
-    record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in record.items()}
-    if os.path.exists(path) and not overwrite:
-        try:
-            with open(path) as f:
-                previous = json.load(f)
-        except (OSError, ValueError):
-            previous = None
-        if json.loads(json.dumps(record)) != previous:
-            raise UsageError(f"{search_dir} holds a search with other settings; choose another --name or pass --overwrite")
-        return
-    if overwrite and os.path.lexists(search_dir):  # only this search's own folder
-        shutil.rmtree(search_dir) if os.path.isdir(search_dir) and not os.path.islink(search_dir) else os.unlink(search_dir)
-    try:
-        os.makedirs(search_dir, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create {search_dir} ({err.strerror}); choose a writable --output-dir") from None
-    write_json(path, record)
+    claim_folder(search_dir, "search.json", record, overwrite,
+                 f"{search_dir} holds a search with other settings; choose another --name or pass --overwrite")
 
 
 def best_trial(rows):

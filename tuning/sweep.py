@@ -21,9 +21,7 @@ accuracy of the arm's ensemble (its seeds' probabilities averaged on the shared 
 once. Reruns of the same sweep resume; a rerun with other settings is refused (--overwrite starts over).
 TensorBoard's HParams view reads the sweep folder.
 """
-import json
 import os
-import shutil
 import statistics
 import tomllib
 
@@ -35,11 +33,11 @@ from keras_cnn.config import TrainConfig, apply_overrides, validate
 from keras_cnn.data import prepare_data
 from keras_cnn.errors import UsageError
 from keras_cnn.evaluation import ensemble_probabilities
-from keras_cnn.io import atomic_write, csv_text, write_json
+from keras_cnn.io import atomic_write, csv_text
 from keras_cnn.run_dir import RunDir
 from keras_cnn.smoke import cap
 from tuning import hparams
-from tuning.runner import run_trial
+from tuning.runner import claim_folder, run_trial
 from tuning.trials import columns_for, read_trials
 
 
@@ -103,25 +101,9 @@ def main(argv=None):
 
 def claim(sweep_dir, record, overwrite):
     """A sweep folder belongs to one sweep: a rerun with other settings must not report the old runs."""
-    path = os.path.join(sweep_dir, "sweep.json")
-    record = json.loads(json.dumps(record))
-    if os.path.exists(path) and not overwrite:
-        try:
-            with open(path) as f:
-                previous = json.load(f)
-        except (OSError, ValueError):
-            previous = None
-        if previous != record:
-            raise UsageError(f"{sweep_dir} holds this lab run with other settings (--set, data, folds or the lab file); "
-                             "pass --overwrite to run it again from scratch, or --output-dir elsewhere")
-        return
-    if overwrite and os.path.lexists(sweep_dir):
-        shutil.rmtree(sweep_dir) if os.path.isdir(sweep_dir) and not os.path.islink(sweep_dir) else os.unlink(sweep_dir)
-    try:
-        os.makedirs(sweep_dir, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create {sweep_dir} ({err.strerror}); choose a writable --output-dir") from None
-    write_json(path, record)
+    claim_folder(sweep_dir, "sweep.json", record, overwrite,
+                 f"{sweep_dir} holds this lab run with other settings (--set, data, folds or the lab file); "
+                 "pass --overwrite to run it again from scratch, or --output-dir elsewhere")
 
 
 def sweep_parameters(arms, changed):

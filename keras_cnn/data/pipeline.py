@@ -95,7 +95,8 @@ def _index_batches(split, batch_size, training, seed, epoch, input_context, star
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     ds = ds.skip(start_batch * batch_size)
     if isinstance(split, FileSplit):
-        return _decoded(ds, split, batch_size, training, decoder)
+        share = len(split) // (input_context.num_input_pipelines if input_context else 1) - start_batch * batch_size
+        return _decoded(ds, split, batch_size, training, decoder, share)
     # Training drops the ragged last batch so every step has the same shape (one graph).
     ds = ds.batch(batch_size, drop_remainder=training)
     if isinstance(split, MappedSplit):
@@ -112,9 +113,10 @@ def _index_batches(split, batch_size, training, seed, epoch, input_context, star
                   deterministic=True)
 
 
-def _decoded(ds, split, batch_size, training, decoder):
+def _decoded(ds, split, batch_size, training, decoder, share):
     """Files read and decoded in parallel, in order. An undecodable file (its header was fine) is dropped;
-    a training epoch then repeats from its start so it still has its full count of batches."""
+    a training epoch then repeats from its start so it still has its full count (`share` images, the
+    same on every worker: unequal counts would hang the all-reduce)."""
     paths = tf.constant(split.paths.astype(str))
     labels = tf.constant(split.labels, tf.int32)
 
@@ -124,6 +126,8 @@ def _decoded(ds, split, batch_size, training, decoder):
     if training:
         ds = ds.repeat()
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    if training:
+        ds = ds.take(max(share, 0))
     return ds.batch(batch_size, drop_remainder=training)
 
 

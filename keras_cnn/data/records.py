@@ -9,7 +9,8 @@ Writing (`prepare`) is atomic per shard and resumable: a finished shard is recor
 progress.json with its sha256 and kept by a rerun. Reading (`load_records`) checks every shard
 against the manifest (size, and its sha256 once per file version, remembered in the cache folder),
 then streams: shards in a per-epoch order, interleaved, filtered to the split, shuffled in a seeded
-buffer; under several workers each reads its own shards (by element when there are fewer shards).
+buffer; under several workers each keeps its 1/n of that stream (sharded by element, so every
+example lands on exactly one worker).
 """
 import dataclasses
 import hashlib
@@ -89,20 +90,23 @@ def record_batches(split, batch_size, *, training, seed, epoch, input_context, s
     if training:
         order = np.random.default_rng([seed, epoch]).permutation(len(paths))
     workers = input_context.num_input_pipelines if input_context else 1
-    by_file = workers > 1 and len(paths) >= workers
-    if by_file:  # each worker its own shards: no two read the same file
-        order = order[input_context.input_pipeline_id::workers]
     files = tf.data.Dataset.from_tensor_slices([paths[i] for i in order])
     ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(order)), block_length=16,
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(_parse)
     member = tf.constant(split.mask())
     ds = ds.filter(lambda index, image, label: tf.gather(member, index))
-    if workers > 1 and not by_file:
+    if workers > 1:
+        # Sharded by element, not by file: every worker reads the same deterministic stream and keeps
+        # its 1/n, so each example lands on exactly one worker. Sharding by file would leave workers
+        # with unequal counts (shards hold train and validation members in different mixes), and
+        # evening them out means repeating examples. The cost is that every worker reads every file;
+        # a tf.data service (--data-service) reads each file once for all of them.
         ds = ds.shard(workers, input_context.input_pipeline_id)
     if training:
-        # Seeded per epoch, so a resumed epoch replays its order; repeated, so every worker has its
-        # full count of steps even when its shards hold fewer records (unequal counts would hang the all-reduce).
-        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed * 100003 + epoch, reshuffle_each_iteration=False).repeat()
+        # Seeded per epoch, so a resumed epoch replays its order; cut to the same share on every
+        # worker, since unequal step counts would hang the all-reduce.
+        ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed * 100003 + epoch, reshuffle_each_iteration=False)
+        ds = ds.take(len(split) // workers)
     ds = ds.skip(start_batch * batch_size)
     decoder = decoder or (lambda contents, index: decode_image(contents, split.channels, split.size))
     ds = ds.map(lambda index, image, label: (decoder(image, index), tf.cast(label, tf.int32)),
