@@ -8,6 +8,7 @@ Overrides are strict: an unknown key or a value of the wrong type is a UsageErro
 """
 import dataclasses
 import json
+import math
 import types
 import typing
 
@@ -325,8 +326,6 @@ def _type_name(hint):
 
 
 def _check_rule(key, rule, value):
-    import math
-
     numbers = value if isinstance(value, tuple) else (value,)
     if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
         raise UsageError(f"{key} must be a finite number, got {value!r}")

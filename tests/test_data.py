@@ -12,7 +12,8 @@ from PIL import Image
 from keras_cnn.cli import benchmark
 from keras_cnn.cli import train as train_cli
 from keras_cnn.config import DataConfig
-from keras_cnn.data import Normalizer, prepare_data
+from keras_cnn.data import Normalizer, decode, prepare_data
+from keras_cnn.data.normalization import channel_moments
 from keras_cnn.data.pipeline import make_dataset
 from keras_cnn.data.sources import DATA_ROOT_ENV, load_data, load_image_folder, load_npz, load_tfds
 from keras_cnn.data.split import stratified_split
@@ -262,3 +263,28 @@ def test_bad_data_is_one_line_and_exit_2(case, needle, tmp_path, capsys):
     assert rc == 2, err
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_header_scans_are_remembered_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_CNN_CACHE_DIR", str(tmp_path / "cache"))
+    paths = []
+    for i, (h, w) in enumerate([(8, 8), (8, 8), (16, 12)]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (w, h)).save(paths[-1])
+    first = decode.scan_headers(paths)
+    assert first == [((8, 8), True), ((8, 8), True), ((16, 12), True)]
+    real, opened = decode._header, []
+    monkeypatch.setattr(decode, "_header", lambda path: opened.append(path) or real(path))
+    assert decode.scan_headers(paths) == first and opened == []  # from the cache folder
+    Image.new("L", (5, 7)).save(paths[1])
+    os.utime(paths[1], ns=(10**18, 10**18))
+    assert decode.scan_headers(paths)[1] == ((7, 5), False) and opened == [paths[1]]  # only the changed file
+
+
+def test_channel_moments_match_float64_statistics_chunk_by_chunk():
+    images = np.random.default_rng(0).integers(0, 256, (50, 9, 7, 3), dtype=np.uint8)
+    flat = images.reshape(-1, 3).astype(np.float64)
+    for chunks in ([images], [images[:13], images[13:]], [images[:20].astype(np.float32), images[20:].astype(np.float32)]):
+        mean, std = channel_moments(chunks)
+        np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(std, flat.std(0), rtol=1e-9)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from keras_cnn.cli.common import ArgumentParser, cli_entry
 from keras_cnn.config import parse_size
 from keras_cnn.data import records
+from keras_cnn.data.normalization import channel_moments
 from keras_cnn.data.sources import SPLIT_NAMES, infer_dataset_name, load_image_folder, load_npz, load_tfds
 from keras_cnn.errors import UsageError
 
@@ -102,8 +103,10 @@ def train_statistics(out_dir, entry, shape, channels, limit=5000):
     size = tuple(shape[:2]) if shape else (224, 224)
     split = records.RecordSplit(out_dir, "train", [(os.path.join(out_dir, s["file"]), s["count"]) for s in entry["shards"]],
                                 np.arange(entry["count"]), np.zeros(entry["count"], np.int32), size, int(channels))
-    flat = split.sample(limit).reshape(-1, int(channels)).astype(np.float64)
-    return {"mean": flat.mean(0).tolist(), "std": flat.std(0).tolist(), "images": int(min(limit, entry["count"]))}
+    # Batch by batch: a 224-px sample held at once in float64 took 13 GB for 5,000 images.
+    head = split.take(np.arange(min(limit, entry["count"])))
+    mean, std = channel_moments(images for images, _ in head.batches(256))
+    return {"mean": mean.tolist(), "std": std.tolist(), "images": int(min(limit, entry["count"]))}
 
 
 if __name__ == "__main__":

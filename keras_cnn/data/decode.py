@@ -5,14 +5,17 @@ integer IDCT (bit-identical to PIL/libjpeg's default), PNG/GIF/BMP with TensorFl
 (16-bit PNGs keep their high byte), grayscale and colour converted to `channels`, then a bilinear
 resize to `size` when given (rounded to uint8), exactly as the exported serving signature does.
 `scan_headers` reads every file's header (size, mode) without decoding, to size a dataset, find
-unreadable files early and decide its channel count.
+unreadable files early and decide its channel count; it remembers them in the cache folder.
 """
 import concurrent.futures
+import hashlib
 import os
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
+
+from keras_cnn.cache import cache_dir
 
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
@@ -46,10 +49,62 @@ def _header(path):
         return None
 
 
-def scan_headers(paths):
-    """[(height, width), is_colour) or None per file], read from the headers only (fast)."""
+def scan_headers(paths, *, cache=True):
+    """[((height, width), is_colour) or None per file], read from the headers only.
+
+    Opening 50,000 files' headers takes ~10 s on two cores, so the results are kept in the cache
+    folder per file list, and a later scan re-reads only the files whose size or mtime changed
+    (a stat of each file, ~0.3 s for 50,000)."""
+    paths = [str(p) for p in paths]
+    stats = _stats(paths)
+    entry = os.path.join(cache_dir("headers"), hashlib.sha256(
+        ("\n".join(os.path.abspath(p) for p in paths) + f"|{HEADER_FORMAT}").encode()).hexdigest()[:32] + ".npz") if cache else None
+    known = _read_headers(entry, len(paths)) if entry else None
+    fresh = np.zeros(len(paths), bool) if known is None else (known["stat"] == stats).all(1)
+    todo = np.flatnonzero(~fresh)
+    if not len(todo):
+        return [((int(h), int(w)), bool(c)) if ok else None for h, w, c, ok in known["header"]]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        return list(pool.map(_header, paths, chunksize=512))
+        scanned = list(pool.map(_header, [paths[i] for i in todo], chunksize=512))
+    table = np.zeros((len(paths), 4), np.int64) if known is None else known["header"].copy()
+    for i, found in zip(todo, scanned):
+        table[i] = (*found[0], found[1], 1) if found else (0, 0, 0, 0)
+    if entry:
+        _write_headers(entry, stats, table)
+    return [((int(h), int(w)), bool(c)) if ok else None for h, w, c, ok in table]
+
+
+HEADER_FORMAT = 1
+
+
+def _stats(paths):
+    def one(path):
+        try:
+            st = os.stat(path)
+            return st.st_size, st.st_mtime_ns
+        except OSError:
+            return -1, -1
+    return np.asarray([one(p) for p in paths], np.int64).reshape(len(paths), 2)
+
+
+def _read_headers(entry, count):
+    """The cached table for this file list, or None (missing, damaged or of another length: rescanned)."""
+    try:
+        with np.load(entry, allow_pickle=False) as f:
+            known = {"stat": f["stat"], "header": f["header"]}
+        return known if known["stat"].shape == (count, 2) and known["header"].shape == (count, 4) else None
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def _write_headers(entry, stats, table):
+    tmp = f"{entry}.tmp-{os.getpid()}.npz"
+    try:
+        np.savez(tmp, stat=stats, header=table)
+        os.replace(tmp, entry)
+    except OSError:  # a full or read-only cache folder only costs the next run a scan
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def decode_files(paths, channels, size=None, *, progress=None):

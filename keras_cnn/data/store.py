@@ -44,6 +44,10 @@ def memory_budget(cfg):
     return parse_size(cfg.memory_budget) if cfg.memory_budget else available_memory() // 4
 
 
+def _size(nbytes):
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.0f} MB"
+
+
 def decoded_bytes(split):
     return len(split) * int(np.prod(split.image_shape))
 
@@ -56,8 +60,8 @@ def place(split, cfg, *, verbose=0, label="images"):
     if mode == "auto":
         mode = "memory" if decoded_bytes(split) <= memory_budget(cfg) else "none"
         if mode == "none" and verbose:
-            log.info("streaming %s from the files: decoded they would take %.1f GB, over data.memory_budget %.1f GB",
-                     label, decoded_bytes(split) / 1e9, memory_budget(cfg) / 1e9)
+            log.info("streaming %s from the files: decoded they would take %s, over data.memory_budget %s",
+                     label, _size(decoded_bytes(split)), _size(memory_budget(cfg)))
     if mode == "none":
         return split
     images, ok = cached_decode(split, verbose=verbose, label=label, mapped=mode == "disk")
