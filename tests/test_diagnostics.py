@@ -155,3 +155,16 @@ def test_layer_stats_callback_sees_relus_die_under_a_huge_learning_rate(mnist_sm
     healthy, _ = dead(0.05, "healthy")
     killed, result = dead(30.0, "killed")
     assert healthy < 0.2 and killed > 0.5, (healthy, killed)
+
+
+def test_the_checks_sample_every_class_of_a_folder_listed_class_by_class(cifar_folder):
+    from keras_cnn.cli.diagnose import check_sample
+    from keras_cnn.config import TrainConfig, apply_overrides
+    from keras_cnn.data import prepare_data
+
+    cfg = apply_overrides(TrainConfig(), ["data.dataset=cifar10", f"data.data_dir={cifar_folder}", "data.batch_size=16"])
+    data = prepare_data(cfg.data)
+    images, labels = check_sample(data, cfg, steps=10)
+    assert len(images) == len(labels) == min(len(data.train), 2048)
+    assert len(set(labels[:20].tolist())) >= 5  # the overfit check's 20 examples span the classes
+    assert len(set(labels.tolist())) == 10

@@ -108,14 +108,28 @@ def diagnostic_config(args):
     return validate(apply_overrides(TrainConfig(), assignments))
 
 
+def check_sample(data, cfg, *, steps, memory=512 << 20):
+    """Seeded random training images (normalized) and labels for the checks, in random order.
+
+    Random, not the split's first images: an image folder lists its files class by class, so those
+    would all be one class (the initial loss and the LR range test then measure nothing). Enough of
+    them that the LR range test sees each image about once (`steps` batches), within `memory`
+    bytes of float32 inputs, and at least 2,048 where the split has them.
+    """
+    rng = np.random.default_rng(cfg.run.seed)
+    per_image = 4 * int(np.prod(data.input_shape))
+    count = min(len(data.train), max(2048, min(steps * cfg.data.batch_size, memory // per_image)))
+    sample = data.train.take(np.sort(rng.choice(len(data.train), count, replace=False)))
+    order = rng.permutation(count)
+    images = eval_inputs(sample.sample(count), cfg.data, data.normalizer).numpy()
+    return images[order], sample.labels[order]
+
+
 def run_checks(args):
-
-
     cfg = diagnostic_config(args)
     data = prepare_data(cfg.data)
     shape, k = data.input_shape, data.num_classes
-    images = eval_inputs(data.train.sample(2048), cfg.data, data.normalizer).numpy()
-    labels = data.train.labels[:2048]
+    images, labels = check_sample(data, cfg, steps=cap(200, 30))
     probe, probe_labels = tf.constant(images[:256]), tf.constant(labels[:256])
 
     def build(**extra):
