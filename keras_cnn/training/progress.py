@@ -36,7 +36,7 @@ class Progress(RunCallback):
         self._print(
             f"{built.model.name}: {built.model.count_params():,} parameters, input {'x'.join(map(str, data.image_shape))}, "
             f"{data.num_classes} classes; {len(data.train):,} training / {run.val_count:,} validation images; "
-            f"precision {built.precision}, strategy {type(built.strategy).__name__} x{built.strategy.num_replicas_in_sync}; "
+            f"precision {built.precision}, {_strategy_words(built.strategy)}; "
             f"{run.steps_per_epoch} steps per epoch of {run.cfg.data.batch_size}, {run.cfg.run.epochs} epochs -> {run.run_dir.path}"
         )
 
@@ -85,3 +85,13 @@ def summary_line(result, cfg, runs_csv):
         f"{cfg.data.dataset} in {format_duration(result.seconds)} ({result.images_per_sec:,.0f} training img/s); "
         f"{accuracy}. History in history.csv, curves in curves.png, model in model.keras, one row in {runs_csv}."
     )
+
+
+def _strategy_words(strategy):
+    """'one device', '2 replicas (MirroredStrategy)': the user's words, not TensorFlow's private class names."""
+    replicas = strategy.num_replicas_in_sync
+    name = type(strategy).__name__
+    if name.startswith("_Default"):
+        return "one device"
+    return f"{replicas} replica{'s' if replicas > 1 else ''} ({name.lstrip('_')})"
+
