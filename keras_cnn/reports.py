@@ -84,7 +84,8 @@ def collect(root):
                     runs.append({**row, **_settings(run_dir), "run_dir": run_dir,
                                  "run": os.path.relpath(run_dir, root)})
             elif name == "trials.csv" and table is not None and TRIAL_KEYS <= set(table):
-                searches[os.path.relpath(directory, root)] = table
+                if "sweep.csv" not in files:  # a sweep's trials are its arms' runs, summarized by sweep.csv
+                    searches[os.path.relpath(directory, root)] = table
             elif name == "sweep.csv" and table is not None and SWEEP_KEYS <= set(table):
                 sweeps[os.path.relpath(directory, root)] = table
             elif name not in ("history.csv", "layer_stats.csv", "per_class.csv", "confusion_matrix.csv",

@@ -27,6 +27,8 @@ def test_report_ranks_runs_shows_searches_and_sweeps_and_skips_unknown_csv(mnist
     assert {"run", "model", "lr", "epochs", "seconds", "images_per_sec", "status"} <= set(board[0])
     text = (tmp_path / "report.md").read_text()
     assert "## Leaderboard" in text and "## Search `mlp-mnist-random`" in text and "## Sweep `lab`" in text
+    assert "## Search `lab`" not in text  # a sweep's trials are summarized by its arms, not shown as a search
+    assert "| nan" not in text
     assert "notes.csv" in text and (tmp_path / "report.png").stat().st_size > 5000
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert board[0]["best_val_accuracy"] >= runs["best_val_accuracy"].max() - 1e-9
