@@ -170,3 +170,25 @@ def test_fused_sgd_uses_one_op_and_the_switch_restores_kerass_update():
     assert "ResourceApplyKerasMomentum" in op_types(step, g)
     with kernels.disabled():
         assert "ResourceApplyKerasMomentum" not in op_types(step, g)
+
+
+@pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
+def test_the_evaluation_pass_equals_the_models_own_numbers(strategy_name):
+    # The Trainer's compiled evaluation (iterator loop, ragged last batch, replicas) against Keras directly.
+    from keras_cnn.config import TrainConfig
+    from keras_cnn.training.build import build_training
+    from keras_cnn.training.strategy import get_strategy
+
+    cfg = TrainConfig().replace(model={"name": "mlp", "hidden": (32,), "batch_norm": True},
+                                data={"batch_size": 16}, run={"precision": "float32", "strategy": strategy_name})
+    strategy = get_strategy(strategy_name)
+    built = build_training(cfg, image_shape=(6, 6, 1), num_classes=7, steps_per_epoch=1, strategy=strategy)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 6, 6, 1)).astype("float32"), rng.integers(0, 7, 50).astype("int32")
+    dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
+    got = built.trainer.evaluate(dataset)
+    logits = built.model(x, training=False).numpy()
+    loss = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True).numpy().mean()
+    top5 = np.mean([label in np.argsort(-row)[:5] for row, label in zip(logits, y)])
+    np.testing.assert_allclose([got["loss"], got["accuracy"], got["top5_accuracy"]],
+                               [loss, np.mean(logits.argmax(1) == y), top5], rtol=1e-5)
