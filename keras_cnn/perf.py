@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn.config import TrainConfig
+from keras_cnn.data.pipeline import IN_MEMORY_EVALUATION
 from keras_cnn.errors import UsageError
 from keras_cnn.hardware import cpu_supports_bf16
 from keras_cnn.training.build import build_training
@@ -68,7 +69,8 @@ class StepTimer:
 
     def run_eval(self, steps):
         """The Trainer's evaluation step (validation runs it every epoch), `steps` batches in one call."""
-        self.built.trainer.evaluate(self.batch.repeat(steps))
+        # With the options an in-memory validation set has (data/pipeline.py).
+        self.built.trainer.evaluate(self.batch.repeat(steps).with_options(IN_MEMORY_EVALUATION))
 
     def measure(self, steps, mode="train"):
         start = time.perf_counter()
