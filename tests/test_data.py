@@ -288,3 +288,10 @@ def test_channel_moments_match_float64_statistics_chunk_by_chunk():
         mean, std = channel_moments(chunks)
         np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-12)
         np.testing.assert_allclose(std, flat.std(0), rtol=1e-9)
+
+
+def test_an_unusable_cache_folder_only_costs_the_header_scan_its_memory(tmp_path, monkeypatch):
+    (tmp_path / "blocker").write_text("")  # a file where the cache folder would go
+    monkeypatch.setenv("KERAS_CNN_CACHE_DIR", str(tmp_path / "blocker" / "cache"))
+    Image.new("RGB", (4, 3)).save(tmp_path / "a.png")
+    assert decode.scan_headers([str(tmp_path / "a.png")]) == [((3, 4), True)]

@@ -9,6 +9,7 @@ unreadable files early and decide its channel count; it remembers them in the ca
 """
 import concurrent.futures
 import hashlib
+import io
 import os
 
 import numpy as np
@@ -16,6 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_cnn.cache import cache_dir
+from keras_cnn.io import atomic_write
 
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
@@ -49,7 +51,10 @@ def _header(path):
         return None
 
 
-def scan_headers(paths, *, cache=True):
+HEADER_FORMAT = 1  # bump when the cached table's meaning changes
+
+
+def scan_headers(paths):
     """[((height, width), is_colour) or None per file], read from the headers only.
 
     Opening 50,000 files' headers takes ~10 s on two cores, so the results are kept in the cache
@@ -57,8 +62,11 @@ def scan_headers(paths, *, cache=True):
     (a stat of each file, ~0.3 s for 50,000)."""
     paths = [str(p) for p in paths]
     stats = _stats(paths)
-    entry = os.path.join(cache_dir("headers"), hashlib.sha256(
-        ("\n".join(os.path.abspath(p) for p in paths) + f"|{HEADER_FORMAT}").encode()).hexdigest()[:32] + ".npz") if cache else None
+    key = hashlib.sha256(("\n".join(os.path.abspath(p) for p in paths) + f"|{HEADER_FORMAT}").encode()).hexdigest()[:32]
+    try:
+        entry = os.path.join(cache_dir("headers"), key + ".npz")
+    except OSError:  # an unwritable cache folder: scan every time, as before the cache
+        entry = None
     known = _read_headers(entry, len(paths)) if entry else None
     fresh = np.zeros(len(paths), bool) if known is None else (known["stat"] == stats).all(1)
     todo = np.flatnonzero(~fresh)
@@ -72,9 +80,6 @@ def scan_headers(paths, *, cache=True):
     if entry:
         _write_headers(entry, stats, table)
     return [((int(h), int(w)), bool(c)) if ok else None for h, w, c, ok in table]
-
-
-HEADER_FORMAT = 1
 
 
 def _stats(paths):
@@ -98,13 +103,12 @@ def _read_headers(entry, count):
 
 
 def _write_headers(entry, stats, table):
-    tmp = f"{entry}.tmp-{os.getpid()}.npz"
+    buffer = io.BytesIO()
+    np.savez(buffer, stat=stats, header=table)
     try:
-        np.savez(tmp, stat=stats, header=table)
-        os.replace(tmp, entry)
+        atomic_write(entry, buffer.getvalue(), "wb")
     except OSError:  # a full or read-only cache folder only costs the next run a scan
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        pass
 
 
 def decode_files(paths, channels, size=None, *, progress=None):
