@@ -1,7 +1,7 @@
 """KERAS_CNN_SMOKE=1: every command does seconds of the same work (the README's commands run as tests).
 
 Training runs become their smoke twins (presets.smoke: a 512-image subset, one epoch of four
-steps), recorded in config.json as resolved.smoke; searches run at most 2 trials, sweeps 2 seeds,
+steps), recorded in config.json as resolved.smoke; searches run at most 2 trials, sweeps 2 seeds (or the first 2 folds),
 benchmarks and diagnostics a few steps. Results made this way are for checking that commands
 work, never for reading accuracies off.
 """

@@ -91,7 +91,7 @@ def main(argv=None):
     hparams.write_experiment(sweep_dir, None, ["best_val_accuracy", "best_val_loss"], extra=sweep_parameters(arms, changed))
     for arm, cfg in configs.items():
         for seed in range(cap(args.seeds, 2)):
-            for fold in range(args.folds) if args.folds else [None]:
+            for fold in range(cap(args.folds, 2)) if args.folds else [None]:  # smoke: the first 2 of the folds
                 run_arm(sweep_dir, trials_path, columns, arm, cfg, seed, fold, args.folds, {k: arms[arm].get(k, "") for k in changed})
     summary = summarize(read_trials(trials_path), configs, changed, arms, args.folds)
     atomic_write(os.path.join(sweep_dir, "sweep.csv"), csv_text(summary, list(summary[0])))

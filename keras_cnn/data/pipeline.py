@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn.data import augment, records
-from keras_cnn.data.decode import decode_image, decode_random_crop
+from keras_cnn.data.decode import as_written, decode_image, decode_random_crop
 from keras_cnn.data.splits import FileSplit, MappedSplit
 from keras_cnn.errors import UsageError
 
@@ -55,7 +55,7 @@ def make_dataset(split, cfg, *, training, seed=0, epoch=0, normalizer=None, inpu
             x = augment.cutout(x, cfg.cutout, cutout_seed)
         return x, labels
 
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(as_written(finish), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cfg.service and training:
         ds = on_service(ds, cfg.service, split, f"keras_cnn-{seed}-{epoch}-{getattr(input_context, 'input_pipeline_id', 0)}")
     ds = ds.prefetch(tf.data.AUTOTUNE)
@@ -117,9 +117,9 @@ def _index_batches(split, batch_size, training, seed, epoch, input_context, star
             images.set_shape([None, *shape])
             return images, tf.gather(tf.constant(split.labels, tf.int32), batch_indices)
 
-        return ds.map(read, num_parallel_calls=2, deterministic=True)
+        return ds.map(as_written(read), num_parallel_calls=2, deterministic=True)
     images, labels = _as_tensors(split)
-    return ds.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)), num_parallel_calls=tf.data.AUTOTUNE,
+    return ds.map(as_written(lambda i: (tf.gather(images, i), tf.gather(labels, i))), num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=True)
 
 
@@ -135,7 +135,7 @@ def _decoded(ds, split, batch_size, training, decoder, share):
 
     if training:
         ds = ds.repeat()
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    ds = ds.map(as_written(load), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
     if training:
         ds = ds.take(max(share, 0))
     return ds.batch(batch_size, drop_remainder=training)

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from keras_cnn.cache import cache_dir
 from keras_cnn.console import ProgressLine
-from keras_cnn.data.decode import decode_image
+from keras_cnn.data.decode import as_written, decode_image
 from keras_cnn.errors import UsageError
 from keras_cnn.io import atomic_write, write_json
 
@@ -109,7 +109,7 @@ def record_batches(split, batch_size, *, training, seed, epoch, input_context, s
         ds = ds.take(len(split) // workers)
     ds = ds.skip(start_batch * batch_size)
     decoder = decoder or (lambda contents, index: decode_image(contents, split.channels, split.size))
-    ds = ds.map(lambda index, image, label: (decoder(image, index), tf.cast(label, tf.int32)),
+    ds = ds.map(as_written(lambda index, image, label: (decoder(image, index), tf.cast(label, tf.int32))),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=training)
 
