@@ -24,7 +24,15 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+# The longest files first: with `--dist loadfile` a worker takes the next file when it is free, so a
+# long file collected last (test_readme.py, alphabetically) would run alone at the end.
+LONGEST_FIRST = ["test_readme.py", "test_tuning.py", "test_signals.py", "test_models.py", "test_processes.py",
+                 "test_faults.py", "test_every_model.py", "test_train.py"]
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept
     if (SHARED_DATA / "mnist" / "train.npz").exists():
         return
     deselected = [item for item in items if item.get_closest_marker("shared_data")]

@@ -31,34 +31,56 @@ def final_weights(run_dir):
     return keras.models.load_model(run_dir / "model.keras").get_weights()
 
 
-def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(mnist_small, tmp_path):
-    reference = subprocess.run(train_argv(mnist_small, tmp_path / "ref"), env=child_env(), capture_output=True, text=True, timeout=600)
-    assert reference.returncode == 0, reference.stderr[-2000:]
+@pytest.fixture(scope="module")
+def uninterrupted(mnist_small, tmp_path_factory):
+    """The final weights of the run below, never interrupted."""
+    out = tmp_path_factory.mktemp("reference")
+    done = subprocess.run(train_argv(mnist_small, out), env=child_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return final_weights(out / "kill")
 
-    argv = train_argv(mnist_small, tmp_path / "killed")
-    checkpoints_dir = tmp_path / "killed" / "kill" / "checkpoints"
+
+def kill_mid_epoch(argv, run_dir):
+    """SIGKILL without warning once epoch 2 (index 1; 67 steps an epoch) has written a checkpoint."""
     proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    # Wait for a mid-epoch checkpoint of epoch 2 (index 1; 67 steps an epoch), then kill without warning.
-    while time.time() < deadline and not (checkpoints_dir / "ckpt-e0001-b000016.npz").exists():
+    while time.time() < deadline and not (run_dir / "checkpoints" / "ckpt-e0001-b000016.npz").exists():
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    history_rows = list(csv.DictReader(open(tmp_path / "killed" / "kill" / "history.csv")))
+    return proc.wait()
+
+
+def kill_before_a_rename(argv, run_dir):
+    """KERAS_CNN_FAULT: the process SIGKILLs itself between writing its 30th file (a checkpoint, early in
+    epoch 2) to a temp name and renaming it into place."""
+    return subprocess.run(argv, env=child_env(KERAS_CNN_FAULT="before_rename:30"), capture_output=True,
+                          timeout=600).returncode
+
+
+@pytest.mark.parametrize("kill", [kill_mid_epoch, kill_before_a_rename], ids=["mid_epoch", "before_a_rename"])
+def test_sigkill_then_rerun_matches_uninterrupted(kill, mnist_small, tmp_path, uninterrupted):
+    """The seeded version with every kill point, 20 cycles, is test_reliability.py (`-m slow`)."""
+    argv = train_argv(mnist_small, tmp_path)
+    run_dir = tmp_path / "kill"
+    assert kill(argv, run_dir) == -signal.SIGKILL
+    history_rows = list(csv.DictReader(open(run_dir / "history.csv")))
     assert len(history_rows) == 1  # killed inside epoch 2
 
     rerun = subprocess.run(argv, env=child_env(), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resuming" in rerun.stdout + rerun.stderr
-    rows = list(csv.DictReader(open(tmp_path / "killed" / "kill" / "history.csv")))
+    rows = list(csv.DictReader(open(run_dir / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     # Same seed, same batches, same dropout masks: equal up to float summation order.
-    for a, b in zip(final_weights(tmp_path / "ref" / "kill"), final_weights(tmp_path / "killed" / "kill")):
+    for a, b in zip(uninterrupted, final_weights(run_dir)):
         np.testing.assert_allclose(a, b, atol=1e-5)
-    runs = list(csv.DictReader(open(tmp_path / "killed" / "runs.csv")))
+    runs = list(csv.DictReader(open(tmp_path / "runs.csv")))
     assert [r["status"] for r in runs] == ["finished"]
+    leftovers = [p.name for d in (run_dir, run_dir / "checkpoints", run_dir / "saved_model") for p in d.iterdir()
+                 if p.name.startswith(".")]
+    assert not leftovers  # the temp file the kill left behind is gone
 
 
 def free_ports(n):
@@ -71,7 +93,9 @@ def free_ports(n):
     return ports
 
 
-@pytest.mark.parametrize("source", ["in_memory", "prepared_shards"])
+# From memory under `-m slow`: the all-reduce, not the input path, makes the weights identical, and the
+# in-memory multi-worker path runs by default in test_signals.py's two-worker test.
+@pytest.mark.parametrize("source", [pytest.param("in_memory", marks=pytest.mark.slow), "prepared_shards"])
 def test_two_workers_on_localhost_end_with_identical_weights(source, mnist_small, cifar_folder, tmp_path):
     if source == "in_memory":
         data = ["data.dataset=mnist", f"data.data_dir={mnist_small}", "model.name=mlp", "model.hidden=64",
