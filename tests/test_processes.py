@@ -53,7 +53,7 @@ def kill_mid_epoch(argv, run_dir):
 
 
 def kill_before_a_rename(argv, run_dir):
-    """KERAS_CNN_FAULT: the process SIGKILLs itself between writing its 30th file (a checkpoint, early in
+    """KERAS_CNN_FAULT: the process SIGKILLs itself between writing its 30th file (a checkpoint, midway through
     epoch 2) to a temp name and renaming it into place."""
     return subprocess.run(argv, env=child_env(KERAS_CNN_FAULT="before_rename:30"), capture_output=True,
                           timeout=600).returncode
