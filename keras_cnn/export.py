@@ -74,12 +74,10 @@ class ServingFunctions:
 
 def build_from_record(record):
     """A fresh float32 model of the run's architecture (weight decay is irrelevant here)."""
-    cfg = record["config"]
-    options = {k: v for k, v in cfg["model"].items() if k != "name" and v is not None}
+    model = TrainConfig.from_dict(record["config"]).model  # either schema
     with precision_policy("float32"):
         shape = record["data"].get("input_shape") or record["data"]["image_shape"]  # older records: no crop
-        return create_model(cfg["model"]["name"], tuple(shape),
-                            len(record["data"]["class_names"]), **options)
+        return create_model(model.name, tuple(shape), len(record["data"]["class_names"]), **model.options)
 
 
 def float32_copy(model, record):

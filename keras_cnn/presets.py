@@ -11,7 +11,7 @@ def _mnist_mlp():
     # recipe ended 0.19% lower here (98.15% vs 98.34%, one seed each; docs/results.md).
     return TrainConfig(
         data=DataConfig(dataset="mnist", batch_size=128),
-        model=ModelConfig(name="mlp", hidden=(800,)),
+        model=ModelConfig(name="mlp", options={"hidden": (800,)}),
         optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True),
         schedule=ScheduleConfig(name="cosine"),
         run=RunConfig(epochs=20, precision="float32"),
@@ -21,7 +21,7 @@ def _mnist_mlp():
 def _quickstart_mnist():
     return TrainConfig(
         data=DataConfig(dataset="mnist", batch_size=128),
-        model=ModelConfig(name="mlp", hidden=(256,)),
+        model=ModelConfig(name="mlp", options={"hidden": (256,)}),
         optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True),
         schedule=ScheduleConfig(name="cosine"),
         run=RunConfig(epochs=3),
@@ -93,8 +93,8 @@ def _cifar10_alexnet_tutorial():
     return TrainConfig(
         data=DataConfig(dataset="cifar10", batch_size=128, augmentation="tf_tutorial", crop_size=24, flip=True,
                         normalization="per_image"),
-        model=ModelConfig(name="alexnet", kernel_initializer="truncated_normal", init_scale=0.05, bias_init=0.1,
-                          decay_scope="dense"),
+        model=ModelConfig(name="alexnet", options={"kernel_initializer": "truncated_normal", "init_scale": 0.05,
+                                             "bias_init": 0.1, "decay_scope": "dense"}),
         optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.004),
         schedule=ScheduleConfig(name="exponential", decay_rate=0.1, decay_epochs=350, staircase=True),
         ema=EMAConfig(enabled=True, decay=0.9999),
@@ -117,7 +117,7 @@ def smoke(cfg):
     """The smoke twin of a config: same code path, seconds of work."""
     return cfg.replace(
         data={"train_limit": 512, "val_limit": 256, "batch_size": min(cfg.data.batch_size, 64)},
-        run={"epochs": 1, "steps_per_epoch": 4},
+        run={"epochs": 1, "steps_per_epoch": 4, "smoke": True},
     )
 
 

@@ -120,7 +120,7 @@ CASES = {
     "evaluate a non-SavedModel": (C(evaluate.main, "--saved-model", "{root}/imgs"), "not a SavedModel directory"),
     "evaluate a non-run": (C(evaluate.main, "--run", "{root}"), "has no config.json"),
     "params with a bad shape": (C(params.main, "--model", "mlp", "--input-shape", "28x28x"), "not HxWxC"),
-    "params with a bad activation": (C(params.main, "--model", "vgg11", "--activation", "swish"), "unknown activation"),
+    "params with a bad activation": (C(params.main, "--model", "vgg11", "--activation", "swish"), "unknown model.activation"),
     "tune with an unknown tuner": (C(tune.main, "--model", "mlp", "--tuner", "annealing", "--output-dir", "{results}"), "unknown tuner"),
     "tune with a misspelt space": (C(tune.main, "--model", "mlp", "--dataset", "mnist", "--space", "{root}/space_typo.toml", "--output-dir", "{results}"), "unknown field"),
     "tune with zero trials": (C(tune.main, "--model", "mlp", "--dataset", "mnist", "--max-trials", "0", "--output-dir", "{results}"), "at least 1"),

@@ -46,7 +46,7 @@ def test_initial_loss_fails_a_100x_last_layer_and_says_what_to_change(mnist_batc
 def small_mlp_config(**run):
     from keras_cnn.config import TrainConfig
 
-    return TrainConfig().replace(model={"name": "mlp", "hidden": (100,)}, data={"dataset": "mnist"},
+    return TrainConfig().replace(model={"name": "mlp", "options": {"hidden": (100,)}}, data={"dataset": "mnist"},
                                  run={"precision": "float32", **run})
 
 

@@ -179,7 +179,7 @@ def test_the_evaluation_pass_equals_the_models_own_numbers(strategy_name):
     from keras_cnn.training.build import build_training
     from keras_cnn.training.strategy import get_strategy
 
-    cfg = TrainConfig().replace(model={"name": "mlp", "hidden": (32,), "batch_norm": True},
+    cfg = TrainConfig().replace(model={"name": "mlp", "options": {"hidden": (32,), "batch_norm": True}},
                                 data={"batch_size": 16}, run={"precision": "float32", "strategy": strategy_name})
     strategy = get_strategy(strategy_name)
     built = build_training(cfg, image_shape=(6, 6, 1), num_classes=7, steps_per_epoch=1, strategy=strategy)

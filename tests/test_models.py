@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_cnn.cli import params
 from keras_cnn.models import create_model, list_models, model_options
-from keras_cnn.models.layers import IdentityInit, LocalResponseNormalization, ZeroPadShortcut
+from keras_cnn.models.layers import ACTIVATIONS, INITIALIZERS, IdentityInit, LocalResponseNormalization, ZeroPadShortcut
 
 MNIST_SHAPE, CIFAR_SHAPE = (28, 28, 1), (32, 32, 3)
 SMALL_MODELS = {"linear", "mlp", "alexnet", "resnet20", "vgg11"}
@@ -82,16 +82,23 @@ def test_batch_norm_switch_and_options_change_the_graph():
     assert maxout.get_layer("fc1").units == 100 and maxout.get_layer("fc1_maxout").output.shape[-1] == 50
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "maxout"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_every_activation_builds_and_runs(activation):
     model = create_model("alexnet", (24, 24, 3), 10, activation=activation)
-    assert np.isfinite(model(np.ones((1, 24, 24, 3), "float32")).numpy()).all()
+    layer = model.get_layer(f"conv1_{activation}")
+    x = np.linspace(-3, 3, 24 * 24 * 3, dtype="float32").reshape(1, 24, 24, 3)
+    probe = keras.Model(model.inputs, [layer.input, layer.output])
+    before, after = (t.numpy() for t in probe(x))
+    assert np.isfinite(model(x).numpy()).all() and np.isfinite(after).all()
+    assert not np.allclose(before[..., : after.shape[-1]], after)  # it is a nonlinearity, not a pass-through
 
 
 FAN = 256  # a 256 -> 256 dense kernel: fan_in = fan_out = 256, 65,536 draws
 
 
-@pytest.mark.parametrize("init,check", [
+# What each name in models.layers.INITIALIZERS promises; the test runs over that table, so a new
+# initializer without a promise here fails.
+PROMISES = dict([
     ("zeros", lambda w: not w.any()),
     ("constant", lambda w: np.all(w == np.float32(0.1))),
     ("random_normal", lambda w: abs(w.std() - 0.01) < 5e-4 and abs(w.mean()) < 5e-4),  # CS231n's "small random"
@@ -102,8 +109,15 @@ FAN = 256  # a 256 -> 256 dense kernel: fan_in = fan_out = 256, 65,536 draws
     ("he_normal", lambda w: abs(w.std() - np.sqrt(2 / FAN)) < 3e-3 and np.abs(w).max() <= 2.01 * np.sqrt(2 / FAN) / 0.87962566),
     ("orthogonal", lambda w: np.allclose(w.T @ w, np.eye(FAN), atol=1e-4)),
     ("identity", lambda w: np.array_equal(w, np.eye(FAN))),
+    ("truncated_normal", lambda w: np.abs(w).max() <= 2 * 0.05 + 1e-6 and 0.035 < w.std() < 0.05),  # the TF tutorial's
+    ("lecun_uniform", lambda w: np.abs(w).max() <= np.sqrt(3 / FAN) and abs(w.std() - np.sqrt(1 / FAN)) < 2e-3),
 ])
-def test_every_initializer_draws_what_its_name_promises(init, check):
+
+
+@pytest.mark.parametrize("init", INITIALIZERS)
+def test_every_initializer_draws_what_its_name_promises(init):
+    assert init in PROMISES, f"say what {init!r} draws in PROMISES"
+    check = PROMISES[init]
     keras.utils.set_random_seed(0)
     model = create_model("mlp", (16, 16, 1), 3, hidden=[FAN], kernel_initializer=init)
     kernel = model.get_layer("fc1").kernel.numpy()
@@ -161,11 +175,11 @@ def test_params_cli_prints_table_and_keras_totals(capsys):
     "argv,needle",
     [
         (["--model", "vgg17"], "choose one of: alexnet"),
-        (["--model", "mlp", "--activation", "swishy"], "choose one of: elu"),
-        (["--model", "resnet20", "--shortcut", "C"], "choose one of: identity, projection"),
+        (["--model", "mlp", "--activation", "swishy"], "choose one of: relu, leaky_relu"),
+        (["--model", "resnet20", "--shortcut", "C"], "choose one of: projection, identity"),
         (["--model", "resnet20", "--hidden", "10"], "has no option 'hidden'"),
         (["--model", "mlp", "--dropout", "1.5"], "dropout must be in [0, 1)"),
-        (["--model", "mlp", "--kernel-initializer", "magic"], "choose one of: constant"),
+        (["--model", "mlp", "--kernel-initializer", "magic"], "choose one of: zeros, constant"),
         (["--model", "mlp", "--input-shape", "28by28"], "not HxWxC"),
         (["--model", "resnet20", "--activation", "maxout"], "activation for ResNets"),
     ],

@@ -45,7 +45,7 @@ def test_the_suggested_rate_trains_the_mnist_mlp(mnist_npz, tmp_path):
     with np.load(mnist_npz) as f:
         x, y = f["x_train"][..., None], f["y_train"].astype("int32")
     images = ((x.astype("float32") - 33.3) / 78.6)
-    cfg = TrainConfig().replace(model={"name": "mlp", "hidden": (100,)}, data={"dataset": "mnist", "batch_size": 32},
+    cfg = TrainConfig().replace(model={"name": "mlp", "options": {"hidden": (100,)}}, data={"dataset": "mnist", "batch_size": 32},
                                 optimizer={"momentum": 0.9}, run={"precision": "float32"})
     check = d.lr_range_test(cfg, images, y, 10, steps=120)
     assert check.status == "pass" and 1e-3 <= check.value <= 1.0, check

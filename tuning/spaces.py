@@ -27,7 +27,7 @@ import tomllib
 
 import keras_tuner
 
-from keras_cnn.config import TrainConfig, apply_overrides, validate
+from keras_cnn.config import TrainConfig, apply_overrides, validate_field
 from keras_cnn.errors import UsageError
 
 BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "spaces")
@@ -132,8 +132,10 @@ def flatten(table, prefix=""):
 
 
 def check_path(path, value, where):
+    """The value is valid for its field on its own (a model option by its rule: which model takes
+    it is the trial's to check, as the space may choose the model too)."""
     try:
-        validate(apply_overrides(TrainConfig(), [f"{path}={_as_text(value)}"]))
+        validate_field(apply_overrides(TrainConfig(), [f"{path}={_as_text(value)}"]), path)
     except UsageError as err:
         raise UsageError(f"{where}: {path}: {err}") from None
 

@@ -7,11 +7,14 @@ import functools
 import os
 import sys
 import traceback
+import typing
+from typing import Any
 
-from keras_cnn import interrupts, run_dir
+from keras_cnn import interrupts, rules, run_dir
 from keras_cnn.cache import cache_dir
 from keras_cnn.config import is_path_component
 from keras_cnn.errors import PATH_ERRORS, SPACE_ERRORS, Interrupted, UsageError
+from keras_cnn.models import all_options
 
 
 def cli_entry(main):
@@ -124,37 +127,34 @@ def parse_shape(text):
     return dims
 
 
-def add_model_args(parser):
-    """Flags for the model options the families share (only the ones given are passed on)."""
-    group = parser.add_argument_group("model options (defaults depend on the model; see params.py --model NAME)")
-    group.add_argument("--hidden", type=int, nargs="+", help="MLP hidden sizes, e.g. --hidden 100 100")
-    group.add_argument("--activation", help="relu, leaky_relu, prelu, elu, selu, tanh, sigmoid, maxout, noisy_relu")
-    group.add_argument("--kernel-initializer", help="e.g. he_normal, glorot_uniform, lecun_uniform, random_normal, truncated_normal")
-    group.add_argument("--init-scale", type=float,
-                       help="the initializer's stddev (random/truncated normal), limit (uniform), gain, or variance factor")
-    group.add_argument("--bias-init", type=float, help="constant for hidden biases, e.g. 0.01 for ReLU units")
-    group.add_argument("--dropout", type=float, help="dropout rate in [0, 1)")
-    group.add_argument("--weight-decay", type=float, help="L2 weight decay (SGD-style coefficient)")
-    group.add_argument("--decay-scope", help="all (every kernel, default) or dense (the hidden fully connected layers only)")
-    group.add_argument(
-        "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalization"
-    )
-    group.add_argument("--shortcut", help="ResNet shortcut: projection (B) or identity (A)")
-    group.add_argument("--filters", type=int, nargs="+", help="cnn conv widths, e.g. --filters 32 32 64 64")
-    group.add_argument("--kernel-size", type=int, help="cnn convolution size, e.g. 3, 5 or 7")
-    group.add_argument("--pool-every", type=int, help="cnn: a 2x2 max pool after every N convs")
-    group.add_argument("--lrn", action=argparse.BooleanOptionalAction, default=None,
-                       help="alexnet: local response normalization")
-    group.add_argument("--lrn-depth-radius", type=int, help="alexnet LRN: channels each side (4)")
-    group.add_argument("--lrn-bias", type=float, help="alexnet LRN: bias (1.0)")
-    group.add_argument("--lrn-alpha", type=float, help="alexnet LRN: alpha, multiplying the plain sum (0.001/9)")
-    group.add_argument("--lrn-beta", type=float, help="alexnet LRN: beta (0.75)")
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """One flag per model option in the registry (`--hidden`, `--shortcut`, ...), typed by the option,
+    its help from the option's Spec; only the flags given are passed on."""
+    group = parser.add_argument_group("model options (defaults depend on the model; see params.py --list)")
+    for option in all_options().values():
+        flag = "--" + option.name.replace("_", "-")
+        hint, _ = rules.optional(option.type)
+        if hint is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=option.spec.help)
+        elif typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            group.add_argument(flag, type=item, nargs="+", help=option.spec.help)
+        else:
+            group.add_argument(flag, type=hint, help=option.spec.help)
 
 
-MODEL_ARG_NAMES = ("hidden", "activation", "kernel_initializer", "init_scale", "bias_init", "dropout", "weight_decay",
-                   "decay_scope", "batch_norm", "shortcut", "filters", "kernel_size", "pool_every", "lrn", "lrn_depth_radius",
-                   "lrn_bias", "lrn_alpha", "lrn_beta")
+def model_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The model options given as flags, by option name (a list flag as a tuple)."""
+    given = {name: getattr(args, name, None) for name in all_options()}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if v is not None}
 
 
-def model_options_from_args(args):
-    return {k: getattr(args, k) for k in MODEL_ARG_NAMES if getattr(args, k) is not None}
+def model_assignments(args: argparse.Namespace) -> list[str]:
+    """The model flags given as config assignments: `model.hidden=100,100`, or the field that feeds
+    the option (`--weight-decay` sets optimizer.weight_decay)."""
+    options = all_options()
+    out = []
+    for name, value in model_flags(args).items():
+        key = options[name].spec.fed_by or f"model.{name}"
+        out.append(f"{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}")
+    return out

@@ -21,7 +21,7 @@ from PIL import Image
 
 from keras_cnn import diagnostics as d
 from keras_cnn import visualize
-from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_options_from_args
+from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_assignments
 from keras_cnn.config import TrainConfig, apply_overrides, validate
 from keras_cnn.data import prepare_data
 from keras_cnn.data.pipeline import eval_inputs
@@ -102,10 +102,7 @@ def diagnostic_config(args):
                    f"run.seed={args.seed}", f"run.precision={args.precision}", "optimizer.momentum=0.9"]
     if args.data_dir:
         assignments.append(f"data.data_dir={args.data_dir}")
-    for key, value in model_options_from_args(args).items():
-        if key != "weight_decay":
-            assignments.append(f"model.{key}={','.join(map(str, value)) if isinstance(value, list) else value}")
-    return validate(apply_overrides(TrainConfig(), assignments))
+    return validate(apply_overrides(TrainConfig(), assignments + model_assignments(args)))
 
 
 def check_sample(data, cfg, *, steps, memory=512 << 20):

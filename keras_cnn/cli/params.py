@@ -7,7 +7,7 @@ then the totals (Keras's three lines).
 """
 import keras
 
-from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_options_from_args, parse_shape
+from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_flags, parse_shape
 from keras_cnn.errors import UsageError
 from keras_cnn.models import create_model, list_models, model_options
 
@@ -57,7 +57,7 @@ def format_totals(model):
 def list_table():
     lines = []
     for name in list_models():
-        options = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
+        options = ", ".join(f"{k}={o.default!r}" for k, o in model_options(name).items())
         lines.append(f"{name:<10} {options}")
     return lines
 
@@ -76,7 +76,7 @@ def main(argv=None):
         return 0
     if not args.model:
         raise UsageError("pass --model NAME (see --list)")
-    model = create_model(args.model, parse_shape(args.input_shape), args.num_classes, **model_options_from_args(args))
+    model = create_model(args.model, parse_shape(args.input_shape), args.num_classes, **model_flags(args))
     rows = parameter_table(model)
     width = max(len(r[0]) for r in rows) + 2
     shape_width = max(len(r[1]) for r in rows) + 2

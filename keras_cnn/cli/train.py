@@ -9,10 +9,12 @@ import logging
 import keras
 
 import keras_cnn
-from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_options_from_args
+from keras_cnn import smoke
+from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_assignments
 from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError
+from keras_cnn.optimizers import OPTIMIZERS, SCHEDULES, option_help
 from keras_cnn.presets import PRESETS, preset
 
 # flag -> config path; only flags the user gives override the preset / defaults.
@@ -22,7 +24,7 @@ FLAG_FIELDS = {
     "learning_rate": "optimizer.learning_rate", "schedule": "schedule.name", "epochs": "run.epochs",
     "seed": "run.seed", "output_dir": "run.output_dir", "name": "run.name", "strategy": "run.strategy",
     "precision": "run.precision", "ema": "ema.enabled", "overwrite": "run.overwrite",
-    "weight_decay": "optimizer.weight_decay", "layer_stats": "run.layer_stats", "init_from": "run.init_from",
+    "layer_stats": "run.layer_stats", "init_from": "run.init_from",
     "image_size": "data.image_size", "data_service": "data.service",
 }
 
@@ -38,9 +40,9 @@ def build_parser():
     parser.add_argument("--val-size", type=int, help="images carved from training data for validation")
     parser.add_argument("--batch-size", type=int, help="global batch size")
     parser.add_argument("--epochs", type=int)
-    parser.add_argument("--optimizer", help="sgd, rmsprop, adam, adamw, adagrad, adadelta")
+    parser.add_argument("--optimizer", help=option_help(OPTIMIZERS))
     parser.add_argument("--learning-rate", "--lr", type=float, dest="learning_rate")
-    parser.add_argument("--schedule", help="constant, piecewise, exponential, cosine, onecycle")
+    parser.add_argument("--schedule", help=option_help(SCHEDULES))
     parser.add_argument("--seed", type=int)
     parser.add_argument("--strategy", help="auto, default, mirrored, multi_worker")
     parser.add_argument("--precision", help="auto (default: bfloat16 where the hardware runs it fast), float32, mixed_bfloat16, mixed_float16")
@@ -84,13 +86,7 @@ def config_from_args(args):
                 cfg = apply_overrides(cfg, [f"{path}={value}"])
             except UsageError as err:
                 raise UsageError(str(err).replace(f"--set {path}=", f"--{flag.replace('_', '-')} ")) from None
-    assignments = []
-    for key, value in model_options_from_args(args).items():
-        if key == "weight_decay":
-            continue
-        value = ",".join(map(str, value)) if isinstance(value, list) else value
-        assignments.append(f"model.{key}={value}")
-    return apply_overrides(cfg, assignments + list(args.set))
+    return apply_overrides(cfg, model_assignments(args) + smoke.assignments() + list(args.set))
 
 
 @cli_entry

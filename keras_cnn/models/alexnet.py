@@ -6,17 +6,28 @@ crops), 1,756,426 at 32x32; above 64 px a global average pool replaces the flatt
 Local response normalization (Krizhevsky et al. 2012, section
 3.3) with the tutorial's settings by default: depth radius 4, bias 1, alpha 0.001/9, beta 0.75.
 """
+from typing import Annotated, Any
+
 import keras
 
 from keras_cnn.models.layers import LayerOptions, LocalResponseNormalization, shared_options
-from keras_cnn.models.registry import register
+from keras_cnn.models.registry import Spec, register
 
 # Inputs larger than this end in global average pooling rather than the tutorial's flatten.
 GLOBAL_POOL_ABOVE = 64
 
 
-def build_alexnet(input_shape, num_classes, *, lrn=True, lrn_depth_radius=4, lrn_bias=1.0, lrn_alpha=0.001 / 9.0,
-                  lrn_beta=0.75, **shared):
+def build_alexnet(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    lrn: Annotated[bool, Spec("alexnet: local response normalization")] = True,
+    lrn_depth_radius: Annotated[int, Spec("alexnet LRN: channels each side (4)", "size")] = 4,
+    lrn_bias: Annotated[float, Spec("alexnet LRN: bias (1.0)", "rate")] = 1.0,
+    lrn_alpha: Annotated[float, Spec("alexnet LRN: alpha, multiplying the plain sum (0.001/9)", "nonneg")] = 0.001 / 9.0,
+    lrn_beta: Annotated[float, Spec("alexnet LRN: beta (0.75)", "nonneg")] = 0.75,
+    **shared: Any,
+) -> keras.Model:
     opts = LayerOptions(**shared)
 
     def conv(x, name):

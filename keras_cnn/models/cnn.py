@@ -6,13 +6,24 @@ filters=(32, 64), kernel_size=3, dense=128, is the Keras mnist_cnn example (1,19
 parameters on MNIST). `kernel_size` lets a lab compare stacked 3x3 convolutions with one
 5x5 or 7x7 of the same receptive field (Simonyan & Zisserman 2014, section 2.3).
 """
+from typing import Annotated, Any
+
 import keras
 
 from keras_cnn.models.layers import LayerOptions, shared_options
-from keras_cnn.models.registry import register
+from keras_cnn.models.registry import Spec, register
 
 
-def build_cnn(input_shape, num_classes, *, filters=(32, 64), kernel_size=3, pool_every=2, dense=128, **shared):
+def build_cnn(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    filters: Annotated[tuple[int, ...], Spec("cnn conv widths, e.g. --filters 32 32 64 64", "counts")] = (32, 64),
+    kernel_size: Annotated[int, Spec("cnn convolution size, e.g. 3, 5 or 7", "count")] = 3,
+    pool_every: Annotated[int, Spec("cnn: a 2x2 max pool after every N convs", "count")] = 2,
+    dense: Annotated[int, Spec("cnn: hidden dense width", "count")] = 128,
+    **shared: Any,
+) -> keras.Model:
     opts = LayerOptions(**shared)
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs

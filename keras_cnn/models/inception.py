@@ -9,10 +9,12 @@ inception (112, 48), (96, 64), (80, 80), (48, 96) -> downsample 96 -> inception 
 global average pooling -> dense. (The paper pools a fixed 7x7 map of its 28x28 crops; global pooling
 gives the same on those and also takes 32x32 inputs.)
 """
+from typing import Annotated, Any
+
 import keras
 
 from keras_cnn.models.layers import LayerOptions, shared_options
-from keras_cnn.models.registry import register
+from keras_cnn.models.registry import Spec, register
 
 # (kind, filters): "inception" takes (c1, c3), "downsample" takes c3.
 SPEC = [("inception", (32, 32)), ("inception", (32, 48)), ("downsample", 80),
@@ -20,7 +22,13 @@ SPEC = [("inception", (32, 32)), ("inception", (32, 48)), ("downsample", 80),
         ("downsample", 96), ("inception", (176, 160)), ("inception", (176, 160))]
 
 
-def build_inception(input_shape, num_classes, *, stem_filters=96, **shared):
+def build_inception(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    stem_filters: Annotated[int, Spec("inception: filters of the 3x3 stem convolution", "count")] = 96,
+    **shared: Any,
+) -> keras.Model:
     opts = LayerOptions(**shared)
 
     def module(x, filters, size, name, strides=1, padding="same"):

@@ -1,5 +1,8 @@
 """Custom layers, and LayerOptions: the options every model family shares and the layers built with them."""
+
 import dataclasses
+import typing
+from typing import Any
 
 import keras
 import numpy as np
@@ -7,6 +10,8 @@ import tensorflow as tf
 
 from keras_cnn.errors import UsageError, choose
 from keras_cnn.kernels import BatchNorm, Conv2D
+from keras_cnn.models.registry import Option, Spec
+from keras_cnn.rules import Rule
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -222,26 +227,9 @@ def regularizer(weight_decay):
     return keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
 
-def check_rate(name, value):
-    if not 0.0 <= value < 1.0:
-        raise UsageError(f"{name} must be in [0, 1), got {value}")
-    return value
-
-
-# The options every family takes, with the defaults of families that do not say otherwise.
-SHARED_DEFAULTS = {
-    "activation": "relu", "kernel_initializer": "glorot_uniform", "init_scale": None, "bias_init": 0.0,
-    "dropout": 0.0, "weight_decay": 0.0, "decay_scope": "all", "batch_norm": False,
-}
-
-
-def shared_options(*, only=None, **defaults):
-    """The shared options a family registers: SHARED_DEFAULTS with its own defaults, or `only` some of them."""
-    unknown = set(defaults) - set(SHARED_DEFAULTS)
-    if unknown:
-        raise ValueError(f"not shared options: {sorted(unknown)}")
-    names = only or SHARED_DEFAULTS
-    return {k: defaults.get(k, SHARED_DEFAULTS[k]) for k in names}
+# The options every family shares: one field each in LayerOptions, with its default, rule and --help line.
+def _spec(help: str, rule: Rule = None, fed_by: str | None = None) -> dict[str, Spec]:
+    return {"spec": Spec(help, rule, fed_by)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,35 +243,34 @@ class LayerOptions:
     ReLU units; the tutorial's 0.1); the classifier's bias starts at 0.
     """
 
-    activation: str = "relu"
-    kernel_initializer: str = "glorot_uniform"
-    init_scale: float | None = None
-    bias_init: float = 0.0
-    dropout: float = 0.0
-    weight_decay: float = 0.0
-    decay_scope: str = "all"
-    batch_norm: bool = False
+    activation: str = dataclasses.field(default="relu", metadata=_spec(", ".join(ACTIVATIONS), ACTIVATIONS))
+    kernel_initializer: str = dataclasses.field(
+        default="glorot_uniform", metadata=_spec(", ".join(INITIALIZERS), tuple(INITIALIZERS)))
+    init_scale: float | None = dataclasses.field(default=None, metadata=_spec(
+        "the initializer's stddev (random/truncated normal), limit (uniform), gain, or variance factor", "rate?"))
+    bias_init: float = dataclasses.field(
+        default=0.0, metadata=_spec("constant for hidden biases, e.g. 0.01 for ReLU units"))
+    dropout: float = dataclasses.field(default=0.0, metadata=_spec("dropout rate in [0, 1)", "fraction"))
+    weight_decay: float = dataclasses.field(default=0.0, metadata=_spec(
+        "L2 weight decay (SGD-style coefficient)", "nonneg", fed_by="optimizer.weight_decay"))
+    decay_scope: str = dataclasses.field(default="all", metadata=_spec(
+        "all (every kernel, default) or dense (the hidden fully connected layers only)", DECAY_SCOPES))
+    batch_norm: bool = dataclasses.field(default=False, metadata=_spec("batch normalization"))
 
-    def __post_init__(self):
-        choose("activation", self.activation, ACTIVATIONS)
-        choose("kernel initializer", self.kernel_initializer, INITIALIZERS)
-        choose("decay scope", self.decay_scope, DECAY_SCOPES)
-        check_rate("dropout", self.dropout)
-        if self.weight_decay < 0:
-            raise UsageError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.init_scale is not None and not self.init_scale > 0:
-            raise UsageError(f"init_scale must be > 0, got {self.init_scale}")
+    def __post_init__(self) -> None:
+        for name, option in shared_options().items():
+            option.check(getattr(self, name), name)
 
     @property
-    def widen(self):
+    def widen(self) -> int:
         return width_multiplier(self.activation)
 
-    def _kernel(self, dense):
+    def _kernel(self, dense: bool) -> dict[str, Any]:
         decayed = self.decay_scope == "all" or dense
         return {"kernel_initializer": initializer(self.kernel_initializer, self.init_scale),
                 "kernel_regularizer": regularizer(self.weight_decay) if decayed else None}
 
-    def _bias(self):
+    def _bias(self) -> Any:
         return keras.initializers.Constant(self.bias_init) if self.bias_init else "zeros"
 
     def conv(self, x, filters, size, name, *, strides=1, padding="same", bias=None):
@@ -316,3 +303,16 @@ class LayerOptions:
             kernel_regularizer=regularizer(self.weight_decay) if self.decay_scope == "all" else None,
             dtype=logits_dtype(), name=name,
         )(x)
+
+
+def shared_options(*, only: tuple[str, ...] | None = None, **defaults: Any) -> dict[str, Option]:
+    """The shared options a family registers (all, or `only` some), with the family's own defaults."""
+    fields = {f.name: f for f in dataclasses.fields(LayerOptions)}
+    unknown = set(defaults) - set(fields)
+    if unknown:
+        raise ValueError(f"not shared options: {sorted(unknown)}")
+    hints = typing.get_type_hints(LayerOptions)
+    return {
+        name: Option(name, hints[name], defaults.get(name, fields[name].default), fields[name].metadata["spec"])
+        for name in (only or fields)
+    }

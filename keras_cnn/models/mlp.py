@@ -1,11 +1,19 @@
 """Fully connected baselines: softmax regression (`linear`) and multi-layer perceptrons (`mlp`)."""
+from typing import Annotated, Any
+
 import keras
 
 from keras_cnn.models.layers import LayerOptions, shared_options
-from keras_cnn.models.registry import register
+from keras_cnn.models.registry import Spec, register
 
 
-def build_mlp(input_shape, num_classes, *, hidden=(64,), **shared):
+def build_mlp(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    hidden: Annotated[tuple[int, ...], Spec("MLP hidden sizes, e.g. --hidden 100 100", "counts")] = (64,),
+    **shared: Any,
+) -> keras.Model:
     """Flatten -> [Dense -> (BN) -> activation -> (dropout)] per hidden size -> Dense logits."""
     opts = LayerOptions(**shared)
     inputs = keras.Input(shape=input_shape, name="images")
@@ -18,7 +26,7 @@ def build_mlp(input_shape, num_classes, *, hidden=(64,), **shared):
     return keras.Model(inputs, opts.logits(x, num_classes), name="mlp" if hidden else "linear")
 
 
-def build_linear(input_shape, num_classes, **shared):
+def build_linear(input_shape: tuple[int, ...], num_classes: int, **shared: Any) -> keras.Model:
     """Softmax regression: one dense layer from pixels to class scores."""
     return build_mlp(input_shape, num_classes, hidden=(), **shared)
 

@@ -9,11 +9,13 @@ Shortcuts where the shape changes: `projection` (option B, 1x1 conv + BN, the de
 as in ../shared/bench/torch_reference.py) or `identity` (option A, parameter-free, the
 paper's CIFAR choice: resnet20 then has 269,722 parameters).
 """
+from typing import Annotated, Any
+
 import keras
 
 from keras_cnn.errors import choose
 from keras_cnn.models.layers import LayerOptions, ZeroPadShortcut, shared_options
-from keras_cnn.models.registry import register
+from keras_cnn.models.registry import Spec, register
 
 # Blocks per stage.
 CIFAR_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
@@ -21,9 +23,11 @@ IMAGENET_LAYOUTS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
 # Maxout changes widths, which residual additions cannot follow.
 RESNET_ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "noisy_relu")
 RESNET_SHARED = shared_options(kernel_initializer="he_normal", batch_norm=True)
+Shortcut = Annotated[str, Spec("ResNet shortcut where the shape changes: projection (B) or identity (A)",
+                               ("projection", "identity"))]
 
 
-def _options(shared):
+def _options(shared: dict[str, Any]) -> LayerOptions:
     choose("activation for ResNets", shared["activation"], RESNET_ACTIVATIONS)
     return LayerOptions(**shared)
 
@@ -51,7 +55,6 @@ IMAGENET_STEM_FROM = 128
 
 
 def _build(input_shape, num_classes, stem_filters, stages, model_name, shortcut, opts, imagenet_stem=False):
-    choose("shortcut", shortcut, ("projection", "identity"))
     inputs = keras.Input(shape=input_shape, name="images")
     if imagenet_stem:
         x = opts.act(_conv_bn(inputs, stem_filters, 7, 2, "conv1", opts), "conv1_out")
@@ -68,12 +71,16 @@ def _build(input_shape, num_classes, stem_filters, stages, model_name, shortcut,
     return keras.Model(inputs, opts.logits(x, num_classes), name=model_name)
 
 
-def build_cifar_resnet(input_shape, num_classes, *, depth, shortcut="projection", **shared):
+def build_cifar_resnet(
+    input_shape: tuple[int, ...], num_classes: int, *, depth: int, shortcut: Shortcut = "projection", **shared: Any
+) -> keras.Model:
     n = CIFAR_DEPTHS[depth]
     return _build(input_shape, num_classes, 16, [(16, n), (32, n), (64, n)], f"resnet{depth}", shortcut, _options(shared))
 
 
-def build_imagenet_layout_resnet(input_shape, num_classes, *, depth, shortcut="projection", **shared):
+def build_imagenet_layout_resnet(
+    input_shape: tuple[int, ...], num_classes: int, *, depth: int, shortcut: Shortcut = "projection", **shared: Any
+) -> keras.Model:
     stages = list(zip([64, 128, 256, 512], IMAGENET_LAYOUTS[depth]))
     large = min(input_shape[:2]) >= IMAGENET_STEM_FROM
     return _build(input_shape, num_classes, 64, stages, f"resnet{depth}", shortcut, _options(shared), imagenet_stem=large)
@@ -85,7 +92,13 @@ for _depth in IMAGENET_LAYOUTS:
     register(f"resnet{_depth}", build_imagenet_layout_resnet, shared=RESNET_SHARED, depth=_depth)
 
 
-def build_resnet9(input_shape, num_classes, *, width=64, **shared):
+def build_resnet9(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    width: Annotated[int, Spec("resnet9: base width (64)", "count")] = 64,
+    **shared: Any,
+) -> keras.Model:
     """Page's ResNet-9 (DAWNBench 2018), the fast CIFAR-10 net: 6.57M parameters at width 64.
 
     prep conv(w) -> [conv(2w), pool, residual(2 convs)] -> [conv(4w), pool] ->

@@ -4,6 +4,8 @@ The CIFAR form: 3x3 convs in five blocks, each ending in a 2x2 max pool, so a 32
 reaches 1x1x512, then global average pooling and one 512 -> classes dense layer (no
 4096-wide FC layers); inputs larger than 32x32 (224 px) pool down to the same 512 features.
 """
+from typing import Any
+
 import keras
 
 from keras_cnn.models.layers import LayerOptions, shared_options
@@ -18,7 +20,7 @@ SPECS = {
 }
 
 
-def build_vgg(input_shape, num_classes, *, depth, **shared):
+def build_vgg(input_shape: tuple[int, ...], num_classes: int, *, depth: int, **shared: Any) -> keras.Model:
     opts = LayerOptions(**shared)
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs

@@ -8,6 +8,7 @@ import dataclasses
 import keras
 
 from keras_cnn.models import create_model
+from keras_cnn.optimizers import OPTIMIZERS
 from keras_cnn.training.optim import WeightEMA, build_optimizer, per_example_loss
 from keras_cnn.training.precision import precision_policy, resolve_precision
 from keras_cnn.training.strategy import get_strategy
@@ -34,10 +35,11 @@ class Built:
 
 
 def model_options(cfg):
-    """The model's keyword options from the config; L2 goes through the model except for AdamW."""
-    options = cfg.model.options()
-    if cfg.optimizer.name != "adamw" and cfg.optimizer.weight_decay:
-        options["weight_decay"] = cfg.optimizer.weight_decay  # never both L2 and decoupled decay
+    """The model's keyword options from the config, with those other sections feed it (weight decay
+    as L2, except under an optimizer that decays the weights itself: never both)."""
+    options = dict(cfg.model.options)
+    if not OPTIMIZERS[cfg.optimizer.name].decoupled_decay and cfg.optimizer.weight_decay:
+        options["weight_decay"] = cfg.optimizer.weight_decay
     return options
 
 

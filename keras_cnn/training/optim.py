@@ -1,48 +1,12 @@
 """Optimizer, learning-rate schedule, losses and weight EMA, built from a TrainConfig."""
 import dataclasses
-import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_cnn.config import ScheduleConfig
-from keras_cnn.kernels import SGD
-
-
-def learning_rate_at(step, base_lr, cfg, steps_per_epoch, total_steps):
-    """The learning rate at `step` (a float tensor or numpy array): warm-up, then the schedule.
-
-    Pure, so the same function drives training and draws lr.png.
-    """
-    step = tf.cast(step, tf.float32)
-    warmup = float(cfg.warmup_epochs * steps_per_epoch)
-    after = tf.maximum(step - warmup, 0.0)
-    span = max(float(total_steps) - warmup, 1.0)
-    if cfg.name == "constant":
-        lr = tf.fill(tf.shape(step), base_lr)
-    elif cfg.name == "piecewise":
-        lr = tf.fill(tf.shape(step), base_lr)
-        for boundary, mult in zip(cfg.boundaries, cfg.multipliers):
-            lr = tf.where(step >= boundary * steps_per_epoch, base_lr * mult, lr)
-    elif cfg.name == "exponential":
-        exponent = step / max(cfg.decay_epochs * steps_per_epoch, 1.0)
-        if cfg.staircase:
-            exponent = tf.floor(exponent)
-        lr = base_lr * tf.pow(cfg.decay_rate, exponent)
-    elif cfg.name == "cosine":
-        low = base_lr * cfg.final_fraction
-        lr = low + 0.5 * (base_lr - low) * (1.0 + tf.cos(math.pi * tf.minimum(after / span, 1.0)))
-    else:  # onecycle: linear up for 30% of training, then linear down (Smith & Topin 2017)
-        peak_at = 0.3 * total_steps
-        start = base_lr / 25.0
-        low = base_lr * cfg.final_fraction
-        up = start + (base_lr - start) * step / max(peak_at, 1.0)
-        down = base_lr - (base_lr - low) * (step - peak_at) / max(total_steps - peak_at, 1.0)
-        return tf.where(step < peak_at, up, tf.maximum(down, low))
-    if warmup > 0:
-        lr = tf.where(step < warmup, lr * (step + 1.0) / warmup, lr)
-    return lr
+from keras_cnn.optimizers import OPTIMIZERS, learning_rate_at
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -68,25 +32,13 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build_optimizer(opt, sched, *, num_replicas, steps_per_epoch, total_steps, precision, learning_rate=None):
-    """Keras optimizer for the config; weight decay is decoupled only for AdamW.
+    """Keras optimizer for the config, from the OPTIMIZERS table (keras_cnn.optimizers).
 
     learning_rate: a schedule to use instead of the configured one (the LR range test's ramp).
     """
     base_lr = opt.learning_rate * (num_replicas if opt.scale_lr_with_replicas else 1)
     lr = learning_rate or Schedule(base_lr, sched, steps_per_epoch, total_steps)
-    common = {"learning_rate": lr, "clipnorm": opt.clipnorm}
-    if opt.name == "sgd":
-        optimizer = SGD(momentum=opt.momentum, nesterov=opt.nesterov, **common)
-    elif opt.name == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(momentum=opt.momentum if opt.momentum else 0.0, **common)
-    elif opt.name == "adam":
-        optimizer = keras.optimizers.Adam(**common)
-    elif opt.name == "adamw":
-        optimizer = keras.optimizers.AdamW(weight_decay=opt.weight_decay, **common)
-    elif opt.name == "adagrad":
-        optimizer = keras.optimizers.Adagrad(**common)
-    else:
-        optimizer = keras.optimizers.Adadelta(**common)
+    optimizer = OPTIMIZERS[opt.name].build(opt, {"learning_rate": lr, "clipnorm": opt.clipnorm})
     if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer, lr
