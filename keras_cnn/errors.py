@@ -36,3 +36,11 @@ def choose(kind, value, allowed):
     if value not in allowed:
         raise UsageError(f"unknown {kind} {value!r}; choose one of: {', '.join(sorted(allowed))}")
     return value
+
+
+class RunDamaged(UsageError):
+    """What is at a run's path is not a usable run (damaged files, not a run folder); --overwrite replaces it."""
+
+
+class ConfigMismatch(UsageError):
+    """A run of that name exists with another config; --overwrite replaces it, another --name keeps it."""

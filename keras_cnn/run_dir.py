@@ -30,7 +30,7 @@ import keras
 from keras_cnn import checkpoints
 from keras_cnn.config import SCHEMA_VERSION, TrainConfig
 from keras_cnn.data import Normalizer
-from keras_cnn.errors import UsageError
+from keras_cnn.errors import RunDamaged, UsageError
 from keras_cnn.io import append_row, atomic_write, csv_text, fault_point, read_csv, write_json
 
 log = logging.getLogger("keras_cnn")
@@ -97,19 +97,19 @@ class RunDir:
         """config.json as a dict, checked for shape; one line naming the file when it is not a record."""
         path = self.config_path
         if os.path.lexists(path) and not os.path.isfile(path):
-            raise UsageError(f"{path} is not a file; the run is damaged: rerun with --overwrite to replace it")
+            raise RunDamaged(f"{path} is not a file; the run is damaged: rerun with --overwrite to replace it")
         if not os.path.isfile(path):
             raise UsageError(f"{self.path} has no config.json; give a run directory written by train.py")
         try:
             with open(path) as f:
                 record = json.load(f)
         except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise UsageError(f"cannot read {path} ({err}); it is damaged: rerun with --overwrite to replace the run") from None
+            raise RunDamaged(f"cannot read {path} ({err}); it is damaged: rerun with --overwrite to replace the run") from None
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-            raise UsageError(f"{path} is not a keras_cnn run record; rerun with --overwrite to replace the run")
+            raise RunDamaged(f"{path} is not a keras_cnn run record; rerun with --overwrite to replace the run")
         version = record.get("schema_version", 1)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise UsageError(f"{path} has schema version {version!r}, newer than this keras_cnn reads "
+            raise RunDamaged(f"{path} has schema version {version!r}, newer than this keras_cnn reads "
                              f"({SCHEMA_VERSION}); upgrade keras_cnn, or pass --overwrite to replace the run")
         return record
 
@@ -119,7 +119,7 @@ class RunDir:
         except UsageError as err:
             if "--overwrite" in str(err):
                 raise
-            raise UsageError(f"{self.config_path} holds an unusable config ({err}); rerun with --overwrite to replace "
+            raise RunDamaged(f"{self.config_path} holds an unusable config ({err}); rerun with --overwrite to replace "
                              "the run") from None
 
     def write_record(self, record):
@@ -152,7 +152,7 @@ class RunDir:
         try:
             return Normalizer.load(self.path)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise UsageError(f"cannot read {self.file('normalization.json')} ({err}); rerun the training "
+            raise RunDamaged(f"cannot read {self.file('normalization.json')} ({err}); rerun the training "
                              "with --overwrite") from None
 
     # --------------------------------------------------------------- checkpoints
@@ -191,7 +191,7 @@ class RunDir:
                 checkpoints.assign(path, checkpoints.group(arrays, name), variables, name)
             return state
         if damaged:
-            raise UsageError(f"no readable checkpoint in {self.checkpoints_dir} ({damaged[0]}); "
+            raise RunDamaged(f"no readable checkpoint in {self.checkpoints_dir} ({damaged[0]}); "
                              "rerun with --overwrite to start the run over")
         return None
 
@@ -232,7 +232,7 @@ class RunDir:
         try:
             return keras.models.load_model(self.model_path)
         except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
-            raise UsageError(f"cannot load {self.model_path} ({type(err).__name__}); it is damaged: export a "
+            raise RunDamaged(f"cannot load {self.model_path} ({type(err).__name__}); it is damaged: export a "
                              "checkpoint with --checkpoint, or retrain with --overwrite") from None
 
     # ------------------------------------------------------------------ lifecycle

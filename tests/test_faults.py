@@ -230,7 +230,7 @@ def test_overwrite_always_replaces_a_damaged_run(kind, world, tmp_path, capsys):
     damage(kind, out / "done")
     rc, err = run_cli(train.main, train_argv(world["data"], out, "--name", "done", "--overwrite"), capsys)
     assert rc == 0, err
-    assert json.loads((out / "done" / "config.json").read_text())["schema_version"] == 1
+    assert json.loads((out / "done" / "config.json").read_text())["schema_version"] == 2
     assert (out / "done" / "model.keras").is_file() and not list(out.glob("done.replaced-*"))
 
 

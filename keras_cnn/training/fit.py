@@ -16,6 +16,7 @@ from keras_cnn import interrupts
 from keras_cnn.data.pipeline import make_dataset
 from keras_cnn.errors import Interrupted
 from keras_cnn.training.callbacks import epoch_logs
+from keras_cnn.training.resume import Start
 
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -31,7 +32,7 @@ class Run:
     chief: bool
     steps_per_epoch: int
     history: list
-    start: dict  # the checkpoint state resumed from: epoch, batch, totals, stopped
+    start: Start  # the checkpoint state resumed from
 
     @property
     def val_count(self):
@@ -55,12 +56,12 @@ class Outcome:
 def fit(run, callbacks):
     """Train from run.start to cfg.run.epochs; returns an Outcome. Raises Interrupted after a checkpoint."""
     model, cfg = run.built.model, run.cfg
-    model.stop_training = bool(run.start.get("stopped"))
+    model.stop_training = bool(run.start.stopped)
     outcome = Outcome("stopped" if model.stop_training else "finished")
     val_ds = run.distributed(run.data.validation, False) if run.data.validation is not None else None
     callbacks.on_train_begin()
-    start_batch = run.start["batch"]
-    for epoch in range(run.start["epoch"], cfg.run.epochs):
+    start_batch = run.start.batch
+    for epoch in range(run.start.epoch, cfg.run.epochs):
         if model.stop_training:
             break
         signum = _agreed_stop(run)
@@ -91,7 +92,7 @@ def _train_epoch(run, callbacks, epoch, start_batch, outcome):
     built, cfg, steps = run.built, run.cfg, run.steps_per_epoch
     iterator = iter(run.distributed(run.data.train, True, epoch, start_batch))
     # Mid-epoch resume carries the partial sums, so the epoch's row covers all of it.
-    totals = np.array(run.start["totals"]) if start_batch and run.start.get("totals") else np.zeros(3)
+    totals = np.array(run.start.totals) if start_batch and run.start.totals else np.zeros(3)
     batch, started, carried = start_batch, time.perf_counter(), totals[2]
     while batch < steps and outcome.status == "finished" and not built.model.stop_training:
         n = _call_size(cfg, batch, steps, first=int(built.optimizer.iterations.numpy()) == 0)

@@ -15,13 +15,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_cnn import interrupts, plots
-from keras_cnn.config import EXTENDABLE_SCHEDULES, config_differences, validate
+from keras_cnn.config import validate
 from keras_cnn.data import prepare_data
 from keras_cnn.errors import UsageError
 from keras_cnn.kernels import enabled as fast_kernels_enabled
 from keras_cnn.presets import smoke
 from keras_cnn.run_dir import RunDir, append_run_row
-from keras_cnn.smoke import enabled as smoke_enabled
+from keras_cnn.training import resume
 from keras_cnn.training.build import build_training
 from keras_cnn.training.callbacks import RunCallback, TensorBoardScalars, check_callbacks
 from keras_cnn.training.fit import Run, fit
@@ -48,29 +48,30 @@ class RunResult:
 
 def train(cfg, callbacks=(), verbose=1):
     """Run the job `cfg` describes; returns a RunResult. See keras_cnn.train for the callbacks."""
-    cfg = smoke(cfg) if smoke_enabled() else cfg  # KERAS_CNN_SMOKE=1: seconds of the same work
+    cfg = smoke(cfg) if cfg.run.smoke else cfg  # seconds of the same work (CLIs: KERAS_CNN_SMOKE=1)
     validate(cfg)  # 1. every value checked by rule, before anything is written
     callbacks = check_callbacks(callbacks)
     strategy = get_strategy(cfg.run.strategy)  # first TF work: multi_worker needs it before the runtime starts
     run_dir, chief = RunDir.for_config(cfg), is_chief()
     with interrupts.handle_signals(), run_dir.lock(enabled=chief):
-        mode = _existing_run(run_dir, cfg)  # 2. resume, extend, replace, or a new run
+        mode = resume.decide(run_dir, cfg)  # 2. resume, extend, replace, or a new run
         keras.utils.set_random_seed(cfg.run.seed)
         data = prepare_data(cfg.data, verbose=verbose)  # 3. data errors surface before the disk is touched
         interrupts.raise_if_requested("while loading data")
         steps = steps_per_epoch(cfg, len(data.train), strategy.num_replicas_in_sync)
         built = build_training(cfg, image_shape=data.input_shape, num_classes=data.num_classes,
                                steps_per_epoch=steps, strategy=strategy)  # 4. build
-        start, mode = _starting_point(run_dir, built, cfg, mode)  # 5. resume or warm start
+        start, mode = resume.starting_point(run_dir, built, cfg, mode)  # 5. resume or warm start
         if chief:  # 6. only now, with data, model and checkpoint known good, is anything written
-            _prepare_run_dir(run_dir, cfg, mode, data, built, steps)
-        run = Run(cfg, run_dir, data, built, chief, steps, list(start["history"]), start)
+            resume.prepare(run_dir, cfg, mode, _new_record(cfg, data, built))
+            _write_run_files(run_dir, cfg, data, built, steps)
+        run = Run(cfg, run_dir, data, built, chief, steps, list(start.history), start)
         callback_list = _callback_list(run, callbacks, verbose)
-        if start["epoch"] >= cfg.run.epochs or start["stopped"]:
+        if start.epoch >= cfg.run.epochs or start.stopped:
             log.info("run %s already ended after %d epoch(s); nothing to train (raise --epochs to extend it)",
-                     run_dir.path, start["epoch"])
-        elif start["epoch"] or start["batch"]:
-            log.info("resuming %s at epoch %d, batch %d", run_dir.path, start["epoch"] + 1, start["batch"])
+                     run_dir.path, start.epoch)
+        elif start.epoch or start.batch:
+            log.info("resuming %s at epoch %d, batch %d", run_dir.path, start.epoch + 1, start.batch)
         started = time.perf_counter()
         outcome = fit(run, callback_list)  # 7. the epochs
         return _finish(run, callback_list, outcome, time.perf_counter() - started, mode, verbose)  # 8.
@@ -85,97 +86,8 @@ def steps_per_epoch(cfg, num_train, replicas):
     return min(steps, cfg.run.steps_per_epoch) if cfg.run.steps_per_epoch else steps
 
 
-def _existing_run(run_dir, cfg):
-    """What is at the run's path decides: "new", "resume" (same config), "extend" (more epochs of a
-    schedule that allows it) or "replace" (--overwrite, whatever is damaged there)."""
-    path, overwrite = run_dir.path, cfg.run.overwrite
-    if not os.path.lexists(path) or (os.path.isdir(path) and not os.listdir(path)):
-        return "new"
-    if not os.path.isdir(path) or os.path.islink(path) or not os.path.lexists(run_dir.config_path):
-        if overwrite:
-            return "replace"
-        raise UsageError(f"{path} exists but is not a run directory; choose another --name or pass --overwrite")
-    try:
-        old = run_dir.read_config().to_dict()
-        differs = config_differences(old, cfg)
-        damaged = run_dir.damaged_parts()
-        if damaged:
-            raise UsageError(f"{path} is damaged: {', '.join(damaged)} has the wrong kind (a file where a folder belongs, "
-                             "or the reverse); rerun with --overwrite to start the run over")
-    except UsageError:
-        if overwrite:
-            return "replace"
-        raise
-    if not differs:
-        return "resume"
-    if overwrite:
-        return "replace"
-    old_epochs = old.get("run", {}).get("epochs", 0)
-    if differs == ["run.epochs"] and isinstance(old_epochs, int) and cfg.run.epochs > old_epochs:
-        if cfg.schedule.name in EXTENDABLE_SCHEDULES:
-            return "extend"
-        raise UsageError(f"run {path} has a {cfg.schedule.name} schedule over {old_epochs} epochs, which ends at "
-                         f"its lowest rate; extending it would restart the decay. Train on from it with "
-                         f"--init-from {path} --name NEW_NAME")
-    raise UsageError(f"run {path} exists with a different config ({', '.join(differs[:4])}); "
-                     "choose another --name, or pass --overwrite to replace it")
-
-
-def _starting_point(run_dir, built, cfg, mode):
-    """The checkpoint state to start from, and the mode (a damaged run under --overwrite is replaced)."""
-    fresh = {"epoch": 0, "batch": 0, "totals": None, "stopped": False, "history": []}
-    if mode in ("resume", "extend"):
-        try:
-            state = run_dir.restore_latest(built.checkpoint_groups())
-        except UsageError:
-            if not cfg.run.overwrite:
-                raise
-            state, mode = None, "replace"
-        if state is not None:
-            state = {**fresh, **state, "history": _resumed_history(run_dir, state)}
-            if mode == "extend":
-                state["stopped"] = False
-            return state, mode
-    if cfg.run.init_from:
-        _warm_start(built, cfg.run.init_from)
-    return fresh, mode
-
-
-def _resumed_history(run_dir, state):
-    """The epochs before the checkpoint: its own record, or (older checkpoints) history.csv if it agrees."""
-    if state.get("history") is not None:
-        return [dict(r) for r in state["history"]]
-    rows = [r for r in run_dir.read_history() if isinstance(r.get("epoch"), int) and r["epoch"] <= state["epoch"]]
-    if [r["epoch"] for r in rows] != list(range(1, state["epoch"] + 1)):
-        raise UsageError(f"{run_dir.history_path} does not match the checkpoint at epoch {state['epoch']} "
-                         "(edited or lost); rerun with --overwrite to start the run over")
-    return rows
-
-
-def _warm_start(built, source):
-    """Fine-tuning: start from another run's final weights (model.keras) or a checkpoint's."""
-    if os.path.isdir(source):
-        weights = RunDir(source).load_model().weights
-        if [tuple(w.shape) for w in weights] != [tuple(w.shape) for w in built.model.weights]:
-            raise UsageError(f"--init-from {source} holds another architecture or class count; its weights do not fit this model")
-        for target, value in zip(built.model.weights, weights):
-            target.assign(value.numpy())
-    elif os.path.isfile(source):
-        RunDir(os.path.dirname(source)).load_weights(built.model, checkpoint=source)
-    else:
-        raise UsageError(f"--init-from {source} does not exist; give a run directory or a checkpoint .npz")
-    if built.ema is not None:  # the average starts from the warm-started weights, not the random ones
-        for shadow, variable in zip(built.ema.shadows, built.ema.sources):
-            shadow.assign(variable.value)
-
-
-def _prepare_run_dir(run_dir, cfg, mode, data, built, steps):
-    if mode == "replace":
-        run_dir.discard()
-    run_dir.create(_new_record(cfg, data, built))
-    if mode == "extend":
-        record = run_dir.read_record()
-        run_dir.write_record({**record, "config": cfg.to_dict()})
+def _write_run_files(run_dir, cfg, data, built, steps):
+    """What a run's folder holds from the start: the normalization and the learning-rate plan."""
     run_dir.save_normalizer(data.normalizer)
     total = steps * cfg.run.epochs
     plots.plot_learning_rate(np.arange(total), built.schedule(tf.range(total, dtype=tf.float32)).numpy(),
@@ -195,7 +107,7 @@ def _new_record(cfg, data, built):
         },
         # What "auto" settings became on this machine.
         "resolved": {"precision": built.precision, "replicas": built.strategy.num_replicas_in_sync,
-                     "fast_kernels": fast_kernels_enabled(), "smoke": smoke_enabled()},
+                     "fast_kernels": fast_kernels_enabled(), "smoke": cfg.run.smoke},
         "reproducibility": reproducibility_record(cfg),
     }
 
@@ -230,7 +142,7 @@ def _finish(run, callbacks, outcome, seconds, mode, verbose):
             "dataset": cfg.data.dataset, "parameters": built.model.count_params(), "epochs": len(run.history),
             "best_val_accuracy": _fmt(result.best_val_accuracy), "final_val_accuracy": _fmt(result.final_val_accuracy),
             "seconds": round(result.seconds, 1), "images_per_sec": round(result.images_per_sec, 1), "status": outcome.status,
-        }, replace=mode == "extend")
+        }, replace=mode == resume.Mode.EXTEND)
     if verbose:
         print(summary_line(result, cfg, os.path.join(cfg.run.output_dir, "runs.csv")), flush=True)
     return result
