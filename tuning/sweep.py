@@ -35,6 +35,7 @@ from keras_cnn.errors import UsageError
 from keras_cnn.evaluation import ensemble_probabilities
 from keras_cnn.io import atomic_write, csv_text
 from keras_cnn.run_dir import RunDir
+from keras_cnn import smoke
 from keras_cnn.smoke import cap
 from tuning import hparams
 from tuning.runner import claim_folder, run_trial
@@ -84,7 +85,8 @@ def main(argv=None):
     extra = [f"data.data_dir={os.path.abspath(args.data_dir)}"] if args.data_dir else []
     configs = {}
     for arm, fields in arms.items():  # validate every arm before training any
-        configs[arm] = validate(apply_overrides(TrainConfig(), assignments(base) + assignments(fields) + extra + list(args.set)))
+        configs[arm] = validate(apply_overrides(
+            TrainConfig(), assignments(base) + assignments(fields) + extra + smoke.assignments() + list(args.set)))
     claim(sweep_dir, {"base": base, "arms": arms, "set": args.set, "data_dir": extra, "folds": args.folds}, args.overwrite)
     changed = sorted({k for arm in arms.values() for k in arm})
     trials_path, columns = os.path.join(sweep_dir, "trials.csv"), columns_for(["arm", "fold", *changed])

@@ -22,6 +22,7 @@ from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError, choose
 from keras_cnn.presets import preset
+from keras_cnn import smoke
 from keras_cnn.smoke import cap
 from tuning import search, spaces
 from tuning.trials import read_trials
@@ -75,6 +76,7 @@ def main(argv=None):
     fixed = [f"data.dataset={args.dataset}", f"run.epochs={args.epochs_per_trial}", f"run.seed={args.seed}"]
     fixed += [f"model.name={args.model}"] if args.model else []
     fixed += [f"data.data_dir={os.path.abspath(args.data_dir)}"] if args.data_dir else []
+    fixed += smoke.assignments()
     base = apply_overrides(preset(args.preset) if args.preset else TrainConfig(), fixed + list(args.set))
     for note in notes:
         print(f"refine: {note}")
