@@ -12,7 +12,7 @@ from keras_cnn.quiet import quiet_tensorflow
 quiet_tensorflow()  # before anything below imports TensorFlow
 
 from keras_cnn import models  # noqa: E402  (registers the model families, custom layers and kernels)
-from keras_cnn.diagnostics import LayerStats  # noqa: E402
+from keras_cnn.training.layer_stats import LayerStats  # noqa: E402
 from keras_cnn.export import ExportOnFinish  # noqa: E402
 from keras_cnn.training import optim  # noqa: E402,F401  (registers the learning-rate schedule)
 from keras_cnn.training.run import RunResult  # noqa: E402
