@@ -7,14 +7,15 @@ Importing keras_cnn registers every Keras-serializable class it defines (custom 
 kernels, the learning-rate schedule), so `keras.models.load_model("run/model.keras")` works in
 any process that has imported it.
 """
+
 from keras_cnn.quiet import quiet_tensorflow
 
 quiet_tensorflow()  # before anything below imports TensorFlow
 
 from keras_cnn import models  # noqa: E402  (registers the model families, custom layers and kernels)
-from keras_cnn.training.layer_stats import LayerStats  # noqa: E402
 from keras_cnn.export import ExportOnFinish  # noqa: E402
 from keras_cnn.training import optim  # noqa: E402,F401  (registers the learning-rate schedule)
+from keras_cnn.training.layer_stats import LayerStats  # noqa: E402
 from keras_cnn.training.run import RunResult  # noqa: E402
 from keras_cnn.training.run import train as _train  # noqa: E402
 

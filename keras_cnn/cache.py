@@ -1,5 +1,6 @@
 """The one folder keras_cnn writes outside the folders a user names: $KERAS_CNN_CACHE_DIR,
 default ~/.cache/keras_cnn (decoded datasets, and crash logs of commands that had no run folder)."""
+
 import os
 
 CACHE_ENV = "KERAS_CNN_CACHE_DIR"

@@ -7,6 +7,7 @@
 copy) is told apart from a good one; checkpoints written before checksums existed still load.
 Writes are atomic (temp file + rename) through keras_cnn.io.
 """
+
 import hashlib
 import io
 import json
@@ -72,8 +73,10 @@ def group(arrays, name):
 def assign(path, stored, variables, group_name):
     """Assign stored arrays to variables, refusing another model's checkpoint with one line."""
     if len(stored) != len(variables):
-        raise UsageError(f"checkpoint {path} holds {len(stored)} {group_name} variables, the run has "
-                         f"{len(variables)}; it belongs to another model")
+        raise UsageError(
+            f"checkpoint {path} holds {len(stored)} {group_name} variables, the run has "
+            f"{len(variables)}; it belongs to another model"
+        )
     for value, variable in zip(stored, variables):
         if tuple(value.shape) != tuple(variable.shape):
             raise UsageError(

@@ -25,8 +25,19 @@ from keras_cnn.rules import is_path_component
 SCHEMA_VERSION = 2
 
 __all__ = [
-    "DataConfig", "EMAConfig", "ModelConfig", "OptimizerConfig", "RunConfig", "ScheduleConfig", "TrainConfig",
-    "apply_overrides", "config_differences", "is_path_component", "parse_size", "upgrade_config", "validate",
+    "DataConfig",
+    "EMAConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "RunConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_differences",
+    "is_path_component",
+    "parse_size",
+    "upgrade_config",
+    "validate",
 ]
 
 
@@ -158,9 +169,25 @@ def _sections() -> list[str]:
 
 # The model fields of schema 1, each None for "the model's default".
 V1_MODEL_FIELDS = (
-    "hidden", "activation", "kernel_initializer", "dropout", "batch_norm", "shortcut", "filters", "kernel_size",
-    "pool_every", "dense", "width", "init_scale", "bias_init", "decay_scope", "lrn", "lrn_depth_radius", "lrn_bias",
-    "lrn_alpha", "lrn_beta",
+    "hidden",
+    "activation",
+    "kernel_initializer",
+    "dropout",
+    "batch_norm",
+    "shortcut",
+    "filters",
+    "kernel_size",
+    "pool_every",
+    "dense",
+    "width",
+    "init_scale",
+    "bias_init",
+    "decay_scope",
+    "lrn",
+    "lrn_depth_radius",
+    "lrn_bias",
+    "lrn_alpha",
+    "lrn_beta",
 )
 
 
@@ -216,8 +243,10 @@ def model_option(field: str, key: str) -> Option:
     known = all_options()
     option = known.get(field)
     if option is None:
-        raise UsageError(f"--set {key}: unknown field; model has: name, and the options of its model: "
-                         f"{', '.join(k for k, o in known.items() if not o.spec.fed_by)} (see params.py --list)")
+        raise UsageError(
+            f"--set {key}: unknown field; model has: name, and the options of its model: "
+            f"{', '.join(k for k, o in known.items() if not o.spec.fed_by)} (see params.py --list)"
+        )
     if option.spec.fed_by:
         raise UsageError(f"--set {key}: the model takes this from {option.spec.fed_by}; set that instead")
     return option
@@ -236,22 +265,48 @@ ON_CORRUPT = ("skip", "error")
 # and, for numbers, finiteness. The optimizer and schedule fields carry their rules beside them
 # (keras_cnn.optimizers), model options beside their builders (models.model_options).
 RULES: dict[str, rules.Rule] = {
-    "data.batch_size": "count", "data.val_size": "size?", "data.crop_padding": "size", "data.cutout": "size",
-    "data.train_limit": "count?", "data.val_limit": "count?", "data.image_size": "shape2?", "data.folds": "count?",
-    "data.fold": "size?", "data.cache": CACHE_MODES, "data.augmentation": AUGMENTATIONS, "data.crop_scale": "rates",
-    "data.crop_ratio": "rates", "data.eval_crop": "unit_open", "data.crop_size": "count?",
-    "data.memory_budget": "nonempty?", "data.service": "nonempty?", "data.normalization": NORMALIZATIONS,
-    "data.on_corrupt": ON_CORRUPT, "data.dataset": "dataset",
+    "data.batch_size": "count",
+    "data.val_size": "size?",
+    "data.crop_padding": "size",
+    "data.cutout": "size",
+    "data.train_limit": "count?",
+    "data.val_limit": "count?",
+    "data.image_size": "shape2?",
+    "data.folds": "count?",
+    "data.fold": "size?",
+    "data.cache": CACHE_MODES,
+    "data.augmentation": AUGMENTATIONS,
+    "data.crop_scale": "rates",
+    "data.crop_ratio": "rates",
+    "data.eval_crop": "unit_open",
+    "data.crop_size": "count?",
+    "data.memory_budget": "nonempty?",
+    "data.service": "nonempty?",
+    "data.normalization": NORMALIZATIONS,
+    "data.on_corrupt": ON_CORRUPT,
+    "data.dataset": "dataset",
     "model.name": "nonempty",
-    "optimizer.name": tuple(OPTIMIZERS), "schedule.name": tuple(SCHEDULES),
+    "optimizer.name": tuple(OPTIMIZERS),
+    "schedule.name": tuple(SCHEDULES),
     "ema.decay": "open_unit",
-    "run.epochs": "count", "run.output_dir": "nonempty", "run.name": "component?", "run.strategy": STRATEGIES,
-    "run.precision": PRECISIONS, "run.steps_per_call": "count", "run.steps_per_epoch": "count?",
-    "run.checkpoint_every_steps": "count?", "run.keep_checkpoints": "count", "run.init_from": "nonempty?",
+    "run.epochs": "count",
+    "run.output_dir": "nonempty",
+    "run.name": "component?",
+    "run.strategy": STRATEGIES,
+    "run.precision": PRECISIONS,
+    "run.steps_per_call": "count",
+    "run.steps_per_epoch": "count?",
+    "run.checkpoint_every_steps": "count?",
+    "run.keep_checkpoints": "count",
+    "run.init_from": "nonempty?",
 }
 # Hard ceilings, so no value can make a run loop or write without bound.
-LIMITS = {"run.epochs": 100_000, "data.batch_size": 1 << 20, "run.steps_per_call": 100_000,
-          "run.keep_checkpoints": 1000}
+LIMITS = {
+    "run.epochs": 100_000,
+    "data.batch_size": 1 << 20,
+    "run.steps_per_call": 100_000,
+    "run.keep_checkpoints": 1000,
+}
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
@@ -289,11 +344,13 @@ def _check_combinations(cfg: TrainConfig) -> None:
     if data.memory_budget is not None:
         parse_size(data.memory_budget)
     if len(data.crop_scale) != 2 or not data.crop_scale[0] <= data.crop_scale[1] <= 1:
-        raise UsageError(f"data.crop_scale must be two area fractions min,max with min <= max <= 1, "
-                         f"got {list(data.crop_scale)}")
+        raise UsageError(
+            f"data.crop_scale must be two area fractions min,max with min <= max <= 1, got {list(data.crop_scale)}"
+        )
     if len(data.crop_ratio) != 2 or not data.crop_ratio[0] <= data.crop_ratio[1]:
-        raise UsageError(f"data.crop_ratio must be two aspect ratios min,max with min <= max, "
-                         f"got {list(data.crop_ratio)}")
+        raise UsageError(
+            f"data.crop_ratio must be two aspect ratios min,max with min <= max, got {list(data.crop_ratio)}"
+        )
     if data.augmentation == "tf_tutorial" and not data.crop_size:
         raise UsageError("data.augmentation=tf_tutorial needs data.crop_size (the tutorial crops 24x24)")
     if list(cfg.schedule.boundaries) != sorted(cfg.schedule.boundaries):
@@ -336,7 +393,7 @@ def parse_size(text: str) -> int:
     raw = str(text).strip().upper().replace(" ", "")
     number = raw.rstrip("KMGTIB")
     try:
-        value = float(number) * SIZE_UNITS[raw[len(number):]]
+        value = float(number) * SIZE_UNITS[raw[len(number) :]]
     except (ValueError, KeyError):
         raise UsageError(f"data.memory_budget {text!r} is not a size; write e.g. 4GB, 512MB or 1.5GiB") from None
     if not value > 0:

@@ -1,5 +1,6 @@
 """One progress line for long steps outside training (decoding a dataset): count, rate and ETA, live
 in a terminal, at most one line every `interval` seconds elsewhere (logs, notebooks, CI)."""
+
 import sys
 import time
 
@@ -24,8 +25,10 @@ class ProgressLine:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate else 0.0
-        return (f"{self.label}: {self.done:,}/{self.total:,} ({self.done / max(self.total, 1):.0%}) "
-                f"{rate:,.0f}/s ETA {format_duration(eta)}")
+        return (
+            f"{self.label}: {self.done:,}/{self.total:,} ({self.done / max(self.total, 1):.0%}) "
+            f"{rate:,.0f}/s ETA {format_duration(eta)}"
+        )
 
     def update(self, done):
         self.done = done
@@ -43,6 +46,10 @@ class ProgressLine:
     def close(self):
         if self.enabled and (self.tty or time.perf_counter() - self.started >= self.interval):
             elapsed = time.perf_counter() - self.started
-            self.stream.write(("\r" if self.tty else "") + f"{self.label}: {self.done:,} in {format_duration(elapsed)}"
-                              + (" " * 20 if self.tty else "") + "\n")
+            self.stream.write(
+                ("\r" if self.tty else "")
+                + f"{self.label}: {self.done:,} in {format_duration(elapsed)}"
+                + (" " * 20 if self.tty else "")
+                + "\n"
+            )
             self.stream.flush()

@@ -1,4 +1,5 @@
 """Errors a user or the machine can cause; keras_cnn.cli.common.cli_entry turns them into one line."""
+
 import errno
 
 # Out of room: the user frees space or writes elsewhere.

@@ -1,4 +1,5 @@
 """Classification metrics from predicted probabilities: accuracy, top-5, log loss, per class."""
+
 import os
 
 import numpy as np
@@ -23,8 +24,13 @@ def classification_metrics(probabilities, labels, class_names):
     precision = np.divide(tp, predicted_counts, out=np.zeros(k), where=predicted_counts > 0)
     recall = np.divide(tp, true_counts, out=np.zeros(k), where=true_counts > 0)
     per_class = [
-        {"class": name, "support": int(true_counts[i]), "precision": precision[i], "recall": recall[i],
-         "f1": 2 * precision[i] * recall[i] / (precision[i] + recall[i]) if precision[i] + recall[i] else 0.0}
+        {
+            "class": name,
+            "support": int(true_counts[i]),
+            "precision": precision[i],
+            "recall": recall[i],
+            "f1": 2 * precision[i] * recall[i] / (precision[i] + recall[i]) if precision[i] + recall[i] else 0.0,
+        }
         for i, name in enumerate(class_names)
     ]
     summary = {
@@ -39,8 +45,13 @@ def classification_metrics(probabilities, labels, class_names):
 def write_evaluation(out_dir, summary, per_class, confusion, class_names):
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "evaluation.json"), summary)
-    atomic_write(os.path.join(out_dir, "per_class.csv"), csv_text(per_class, ["class", "support", "precision", "recall", "f1"]))
-    rows = [{"true\\predicted": name, **{c: int(v) for c, v in zip(class_names, row)}} for name, row in zip(class_names, confusion)]
+    atomic_write(
+        os.path.join(out_dir, "per_class.csv"), csv_text(per_class, ["class", "support", "precision", "recall", "f1"])
+    )
+    rows = [
+        {"true\\predicted": name, **{c: int(v) for c, v in zip(class_names, row)}}
+        for name, row in zip(class_names, confusion)
+    ]
     atomic_write(os.path.join(out_dir, "confusion_matrix.csv"), csv_text(rows, ["true\\predicted", *class_names]))
     plot_confusion(confusion, class_names, os.path.join(out_dir, "confusion_matrix.png"))
 
@@ -56,8 +67,15 @@ def plot_confusion(confusion, class_names, path):
     if k <= 20:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if normalized[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(confusion[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if normalized[i, j] > 0.5 else "black",
+                )
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     plots.save_figure(fig, path)
@@ -67,8 +85,9 @@ def run_predictor(run_dir):
     """probabilities(uint8 images) of a run's final model: its evaluation crop, its normalization, softmax."""
     run = RunDir(run_dir)
     model, normalizer, data_cfg = run.load_model(), run.load_normalizer(), run.read_config().data
-    return lambda images: tf.nn.softmax(tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False),
-                                                tf.float32)).numpy()
+    return lambda images: tf.nn.softmax(
+        tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32)
+    ).numpy()
 
 
 def run_probabilities(run_dir, images, batch=256):
@@ -76,7 +95,7 @@ def run_probabilities(run_dir, images, batch=256):
     predict = run_predictor(run_dir)
     if hasattr(images, "batches"):
         return np.concatenate([predict(x) for x, _ in images.batches(batch)])
-    return np.concatenate([predict(images[i:i + batch]) for i in range(0, len(images), batch)])
+    return np.concatenate([predict(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
 def ensemble_probabilities(run_dirs, images):

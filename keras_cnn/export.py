@@ -11,6 +11,7 @@ training precision, both loadable with plain `tf.saved_model.load` (no keras_cnn
 `images` must have exactly the training size (other sizes fail with an error naming the
 expected shape); send files of any size through `image_bytes`. `loaded.class_names[0]` holds all K names. Beside the SavedModel: config.json and model.keras.
 """
+
 import json
 import os
 import shutil
@@ -43,8 +44,12 @@ class ServingFunctions:
         self.bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
     def _predict(self, images):
-        members = [tf.nn.softmax(tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32), axis=-1)
-                   for model, normalizer, data_cfg in self.members]
+        members = [
+            tf.nn.softmax(
+                tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32), axis=-1
+            )
+            for model, normalizer, data_cfg in self.members
+        ]
         probabilities = members[0] if len(members) == 1 else tf.add_n(members) / float(len(members))
         classes = tf.argmax(probabilities, axis=-1)
         return {
@@ -57,7 +62,8 @@ class ServingFunctions:
         # Loaded signatures do not enforce the spec's H and W; a convnet with global pooling
         # would answer wrong-sized input with confident nonsense, so refuse it by name.
         check = tf.debugging.assert_equal(
-            tf.shape(images)[1:3], tf.constant([self.height, self.width]),
+            tf.shape(images)[1:3],
+            tf.constant([self.height, self.width]),
             message=f"images must be [batch, {self.height}, {self.width}, {self.channels}] uint8; "
             "send other sizes as encoded files through the serve_image_bytes signature",
         )
@@ -68,8 +74,13 @@ class ServingFunctions:
         # The decoder training used (data/decode.py): JPEGs with the accurate integer IDCT, the same
         # bilinear resize, so the served pixels are the trained pixels.
         signature = tf.TensorSpec([self.height, self.width, self.channels], tf.uint8)
-        return self._predict(tf.map_fn(lambda data: decode_image(data, self.channels, (self.height, self.width)),
-                                       image_bytes, fn_output_signature=signature))
+        return self._predict(
+            tf.map_fn(
+                lambda data: decode_image(data, self.channels, (self.height, self.width)),
+                image_bytes,
+                fn_output_signature=signature,
+            )
+        )
 
 
 def build_from_record(record):
@@ -160,7 +171,9 @@ def load_saved_model(path):
     try:
         return tf.saved_model.load(path)
     except Exception as err:  # protobuf's DecodeError, TF's OpErrors, ValueError: all mean a damaged export
-        raise UsageError(f"cannot load the SavedModel in {path} ({type(err).__name__}); it is damaged: export it again") from None
+        raise UsageError(
+            f"cannot load the SavedModel in {path} ({type(err).__name__}); it is damaged: export it again"
+        ) from None
 
 
 def next_version(base):
@@ -179,8 +192,10 @@ def export_run(run_dir, export_dir, *, checkpoint=None, name=None):
     with run.lock():
         normalizer = run.load_normalizer()
         model = run.load_model() if checkpoint is None else run.load_weights(build_from_record(record), checkpoint)
-        return _write_next_version(os.path.join(export_dir, name or run.name),
-                                   lambda version: write_saved_model(model, record, normalizer, version))
+        return _write_next_version(
+            os.path.join(export_dir, name or run.name),
+            lambda version: write_saved_model(model, record, normalizer, version),
+        )
 
 
 def export_ensemble(run_dirs, export_dir, name):
@@ -195,11 +210,17 @@ def export_ensemble(run_dirs, export_dir, name):
             members.append((run.load_model(), record, run.load_normalizer()))
     first = members[0][1]["data"]
     for (_, record, _), path in zip(members[1:], run_dirs[1:]):
-        if record["data"]["class_names"] != first["class_names"] or record["data"]["image_shape"] != first["image_shape"]:
-            raise UsageError(f"{path} differs from {run_dirs[0]} in classes or image shape; an ensemble needs one dataset")
+        if (
+            record["data"]["class_names"] != first["class_names"]
+            or record["data"]["image_shape"] != first["image_shape"]
+        ):
+            raise UsageError(
+                f"{path} differs from {run_dirs[0]} in classes or image shape; an ensemble needs one dataset"
+            )
     record = {**members[0][1], "ensemble": [os.path.abspath(p) for p in run_dirs]}
-    return _write_next_version(os.path.join(export_dir, name),
-                               lambda version: write_saved_model(None, record, None, version, members=members))
+    return _write_next_version(
+        os.path.join(export_dir, name), lambda version: write_saved_model(None, record, None, version, members=members)
+    )
 
 
 def _write_next_version(base, write):
@@ -210,8 +231,9 @@ def _write_next_version(base, write):
         except (OSError, tf.errors.OpError) as err:
             if not os.path.isdir(version_dir):
                 reason = err.strerror if isinstance(err, OSError) else err.message.splitlines()[0]
-                raise UsageError(f"cannot write {base} ({reason}); free some space or choose another "
-                                 "--export-dir") from None
+                raise UsageError(
+                    f"cannot write {base} ({reason}); free some space or choose another --export-dir"
+                ) from None
     raise UsageError(f"could not claim a new version under {base}; retry")
 
 

@@ -1,4 +1,5 @@
 """What this machine can do fast: CPU vector extensions and GPU compute capabilities."""
+
 import functools
 
 

@@ -7,6 +7,7 @@ The first signal asks the loop to finish its current compiled call, write a chec
 keras_cnn.errors.Interrupted; a second SIGINT or SIGTERM exits at once (status 130 / 143).
 Nested `handle_signals()` blocks share one request.
 """
+
 import concurrent.futures
 import contextlib
 import os
@@ -37,8 +38,10 @@ def _handler(signum, frame):
         sys.stderr.flush()
         os._exit(128 + signum)
     _requested = signum
-    sys.stderr.write(f"\n{signal.Signals(signum).name} received: stopping after the current step "
-                     "(a checkpoint is written; press Ctrl-C again to quit at once)\n")
+    sys.stderr.write(
+        f"\n{signal.Signals(signum).name} received: stopping after the current step "
+        "(a checkpoint is written; press Ctrl-C again to quit at once)\n"
+    )
     sys.stderr.flush()
 
 

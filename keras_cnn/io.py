@@ -5,6 +5,7 @@ the target and renamed over it; shared tables (runs.csv, trials.csv) are appende
 rewritten under an exclusive flock. New files get the permissions the umask allows
 (0644 under 022), so a serving process running as another user can read an export.
 """
+
 import csv
 import fcntl
 import io

@@ -69,13 +69,19 @@ class OptimizerKind:
 
 
 OPTIMIZERS: dict[str, OptimizerKind] = {
-    "sgd": OptimizerKind(lambda o, common: SGD(momentum=o.momentum, nesterov=o.nesterov, **common),
-                         "SGD with optimizer.momentum and optimizer.nesterov"),
-    "rmsprop": OptimizerKind(lambda o, common: keras.optimizers.RMSprop(momentum=o.momentum, **common),
-                             "RMSprop with optimizer.momentum"),
+    "sgd": OptimizerKind(
+        lambda o, common: SGD(momentum=o.momentum, nesterov=o.nesterov, **common),
+        "SGD with optimizer.momentum and optimizer.nesterov",
+    ),
+    "rmsprop": OptimizerKind(
+        lambda o, common: keras.optimizers.RMSprop(momentum=o.momentum, **common), "RMSprop with optimizer.momentum"
+    ),
     "adam": OptimizerKind(lambda o, common: keras.optimizers.Adam(**common), "Adam"),
-    "adamw": OptimizerKind(lambda o, common: keras.optimizers.AdamW(weight_decay=o.weight_decay, **common),
-                           "Adam with decoupled optimizer.weight_decay", decoupled_decay=True),
+    "adamw": OptimizerKind(
+        lambda o, common: keras.optimizers.AdamW(weight_decay=o.weight_decay, **common),
+        "Adam with decoupled optimizer.weight_decay",
+        decoupled_decay=True,
+    ),
     "adagrad": OptimizerKind(lambda o, common: keras.optimizers.Adagrad(**common), "Adagrad"),
     "adadelta": OptimizerKind(lambda o, common: keras.optimizers.Adadelta(**common), "Adadelta"),
 }
@@ -90,32 +96,55 @@ def _constant(step: tf.Tensor, base_lr: float, steps_per_epoch: int, total_steps
     return tf.fill(tf.shape(step), base_lr)
 
 
-def _piecewise(step: tf.Tensor, base_lr: float, steps_per_epoch: int, total_steps: int, *,
-               boundaries: tuple[float, ...], multipliers: tuple[float, ...]) -> tf.Tensor:
+def _piecewise(
+    step: tf.Tensor,
+    base_lr: float,
+    steps_per_epoch: int,
+    total_steps: int,
+    *,
+    boundaries: tuple[float, ...],
+    multipliers: tuple[float, ...],
+) -> tf.Tensor:
     lr = tf.fill(tf.shape(step), base_lr)
     for boundary, mult in zip(boundaries, multipliers, strict=True):
         lr = tf.where(step >= boundary * steps_per_epoch, base_lr * mult, lr)
     return lr
 
 
-def _exponential(step: tf.Tensor, base_lr: float, steps_per_epoch: int, total_steps: int, *,
-                 decay_rate: float, decay_epochs: float, staircase: bool) -> tf.Tensor:
+def _exponential(
+    step: tf.Tensor,
+    base_lr: float,
+    steps_per_epoch: int,
+    total_steps: int,
+    *,
+    decay_rate: float,
+    decay_epochs: float,
+    staircase: bool,
+) -> tf.Tensor:
     exponent = step / max(decay_epochs * steps_per_epoch, 1.0)
     if staircase:
         exponent = tf.floor(exponent)
     return base_lr * tf.pow(decay_rate, exponent)
 
 
-def _cosine(step: tf.Tensor, base_lr: float, steps_per_epoch: int, total_steps: int, *,
-            warmup_epochs: float, final_fraction: float) -> tf.Tensor:
+def _cosine(
+    step: tf.Tensor,
+    base_lr: float,
+    steps_per_epoch: int,
+    total_steps: int,
+    *,
+    warmup_epochs: float,
+    final_fraction: float,
+) -> tf.Tensor:
     warmup = warmup_epochs * steps_per_epoch
     progress = tf.minimum(tf.maximum(step - warmup, 0.0) / max(total_steps - warmup, 1.0), 1.0)
     low = base_lr * final_fraction
     return low + 0.5 * (base_lr - low) * (1.0 + tf.cos(math.pi * progress))
 
 
-def _onecycle(step: tf.Tensor, base_lr: float, steps_per_epoch: int, total_steps: int, *,
-              final_fraction: float) -> tf.Tensor:
+def _onecycle(
+    step: tf.Tensor, base_lr: float, steps_per_epoch: int, total_steps: int, *, final_fraction: float
+) -> tf.Tensor:
     """Linear up from base_lr/25 for 30% of training, then linear down (Smith & Topin 2017)."""
     peak_at = 0.3 * total_steps
     start = base_lr / 25.0
@@ -146,13 +175,16 @@ class ScheduleKind:
 
 SCHEDULES: dict[str, ScheduleKind] = {
     "constant": ScheduleKind(_constant, "the base rate throughout", extendable=True),
-    "piecewise": ScheduleKind(_piecewise, "the base rate times schedule.multipliers after schedule.boundaries",
-                              extendable=True),
-    "exponential": ScheduleKind(_exponential, "decay by schedule.decay_rate every schedule.decay_epochs",
-                                extendable=True),
+    "piecewise": ScheduleKind(
+        _piecewise, "the base rate times schedule.multipliers after schedule.boundaries", extendable=True
+    ),
+    "exponential": ScheduleKind(
+        _exponential, "decay by schedule.decay_rate every schedule.decay_epochs", extendable=True
+    ),
     "cosine": ScheduleKind(_cosine, "half a cosine down to schedule.final_fraction", extendable=False),
-    "onecycle": ScheduleKind(_onecycle, "up for 30 percent of the steps, then down (its own warm-up)", extendable=False,
-                             warmup=False),
+    "onecycle": ScheduleKind(
+        _onecycle, "up for 30 percent of the steps, then down (its own warm-up)", extendable=False, warmup=False
+    ),
 }
 
 

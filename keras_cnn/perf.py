@@ -3,6 +3,7 @@
 StepTimer builds through keras_cnn.training.build, the path train() takes, so it times what a
 run executes (precision, synchronized BN, EMA and XLA when the config asks for them).
 """
+
 import json
 import os
 import statistics
@@ -50,8 +51,13 @@ class StepTimer:
     """The Trainer of a training run for `cfg`, timed on random data of the real shape."""
 
     def __init__(self, cfg, input_shape=(32, 32, 3), num_classes=10):
-        self.built = build_training(cfg, image_shape=input_shape, num_classes=num_classes, steps_per_epoch=1000,
-                                    strategy=tf.distribute.get_strategy())
+        self.built = build_training(
+            cfg,
+            image_shape=input_shape,
+            num_classes=num_classes,
+            steps_per_epoch=1000,
+            strategy=tf.distribute.get_strategy(),
+        )
         self.model, self.precision = self.built.model, self.built.precision
         rng = np.random.default_rng(0)
         x = tf.constant(rng.random((cfg.data.batch_size, *input_shape), np.float32))
@@ -80,8 +86,20 @@ class StepTimer:
 
 def run_torch(python, script, model, precision, batch_size, steps, warmup, mode="train"):
     """One measurement of ../shared/bench/torch_reference.py in its own interpreter."""
-    command = [python, script, "--model", model, "--precision", precision, "--batch-size", str(batch_size),
-               "--steps", str(steps), "--warmup", str(warmup)]
+    command = [
+        python,
+        script,
+        "--model",
+        model,
+        "--precision",
+        precision,
+        "--batch-size",
+        str(batch_size),
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+    ]
     if mode != "train":
         command += ["--mode", mode]
     out = subprocess.run(command, capture_output=True, text=True, timeout=1800)
@@ -91,8 +109,20 @@ def run_torch(python, script, model, precision, batch_size, steps, warmup, mode=
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def benchmark_models(models, precisions, *, batch_size=128, steps=30, warmup=30, repeats=1, steps_per_call=10,
-                     mode="train", torch_python=None, torch_script=None, emit=print):
+def benchmark_models(
+    models,
+    precisions,
+    *,
+    batch_size=128,
+    steps=30,
+    warmup=30,
+    repeats=1,
+    steps_per_call=10,
+    mode="train",
+    torch_python=None,
+    torch_script=None,
+    emit=print,
+):
     """One JSON line per (model, precision, repeat); with torch_python, interleaved pairs and ratio lines."""
     if torch_python:
         torch_script = os.path.abspath(torch_script or DEFAULT_TORCH_REFERENCE)
@@ -107,29 +137,50 @@ def benchmark_models(models, precisions, *, batch_size=128, steps=30, warmup=30,
             pairs = _measure(timer, model_name, mode, steps, warmup, repeats, torch_python, torch_script, emit)
             for torch_precision in sorted({p for p, _, _ in pairs}):
                 ratios = [ours / ref for p, ours, ref in pairs if p == torch_precision]
-                emit(json.dumps({
-                    "ratio": f"keras_cnn {timer.precision} / torch {torch_precision}", "model": model_name, "mode": mode,
-                    "pairs": len(ratios), "min": round(min(ratios), 3), "median": round(statistics.median(ratios), 3),
-                    "max": round(max(ratios), 3),
-                }))
+                emit(
+                    json.dumps(
+                        {
+                            "ratio": f"keras_cnn {timer.precision} / torch {torch_precision}",
+                            "model": model_name,
+                            "mode": mode,
+                            "pairs": len(ratios),
+                            "min": round(min(ratios), 3),
+                            "median": round(statistics.median(ratios), 3),
+                            "max": round(max(ratios), 3),
+                        }
+                    )
+                )
 
 
 def _measure(timer, model_name, mode, steps, warmup, repeats, torch_python, torch_script, emit):
     macs = forward_macs(timer.model)
     flops_per_image = (6 if mode == "train" else 2) * macs  # forward + backward is ~3x the forward pass
     (timer.run if mode == "train" else timer.run_eval)(warmup)
-    torch_precisions = sorted({"bf16" if timer.precision == "mixed_bfloat16" else "float32",
-                               "bf16" if cpu_supports_bf16() else "float32"})
+    torch_precisions = sorted(
+        {"bf16" if timer.precision == "mixed_bfloat16" else "float32", "bf16" if cpu_supports_bf16() else "float32"}
+    )
     pairs = []
     for repeat in range(repeats):
         rate = timer.measure(steps, mode)
-        emit(json.dumps({
-            "framework": "keras_cnn", "model": model_name, "mode": mode, "precision": timer.precision,
-            "batch_size": timer.batch_size, "params": timer.model.count_params(), "images_per_sec": round(rate, 1),
-            f"{mode}_gflops_per_sec": round(flops_per_image * rate / 1e9, 1), "repeat": repeat,
-        }))
+        emit(
+            json.dumps(
+                {
+                    "framework": "keras_cnn",
+                    "model": model_name,
+                    "mode": mode,
+                    "precision": timer.precision,
+                    "batch_size": timer.batch_size,
+                    "params": timer.model.count_params(),
+                    "images_per_sec": round(rate, 1),
+                    f"{mode}_gflops_per_sec": round(flops_per_image * rate / 1e9, 1),
+                    "repeat": repeat,
+                }
+            )
+        )
         for torch_precision in torch_precisions if torch_python else ():
-            ref = run_torch(torch_python, torch_script, model_name, torch_precision, timer.batch_size, steps, warmup, mode)
+            ref = run_torch(
+                torch_python, torch_script, model_name, torch_precision, timer.batch_size, steps, warmup, mode
+            )
             ref.update(framework="torch", repeat=repeat)
             emit(json.dumps(ref))
             pairs.append((torch_precision, rate, ref["images_per_sec"]))
@@ -151,7 +202,10 @@ def measure_peaks(repeats=5, matmul_size=4096):
     a = tf.random.normal([matmul_size, matmul_size])
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, a)))
     conv_flops = 2 * 128 * 32 * 32 * 9 * 64 * 64
-    rates = {"benchmark": "peaks", "float32_matmul_gflops": round(best_rate(lambda: matmul().numpy(), 2 * matmul_size**3), 1)}
+    rates = {
+        "benchmark": "peaks",
+        "float32_matmul_gflops": round(best_rate(lambda: matmul().numpy(), 2 * matmul_size**3), 1),
+    }
     for dtype in (tf.float32, tf.bfloat16):
         x = tf.cast(tf.random.normal([128, 32, 32, 64]), dtype)
         w = tf.cast(tf.random.normal([3, 3, 64, 64]), dtype)

@@ -1,4 +1,5 @@
 """Every PNG the toolkit draws, written atomically; matplotlib's headless backend chosen here, once."""
+
 import io as _io
 
 import matplotlib
@@ -24,7 +25,11 @@ def plot_curves(history, path):
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         loss_ax.plot(epochs, [r.get(key) for r in history], marker="o", label=label)
-    for key, label in (("train_accuracy", "train"), ("val_accuracy", "validation"), ("ema_val_accuracy", "validation (EMA)")):
+    for key, label in (
+        ("train_accuracy", "train"),
+        ("val_accuracy", "validation"),
+        ("ema_val_accuracy", "validation (EMA)"),
+    ):
         values = [r.get(key) for r in history]
         if any(v not in (None, "") for v in values):
             acc_ax.plot(epochs, values, marker="o", label=label)

@@ -2,6 +2,7 @@
 
 Each recipe's comment says where its settings came from; docs/results.md has what they reached.
 """
+
 from keras_cnn.config import DataConfig, EMAConfig, ModelConfig, OptimizerConfig, RunConfig, ScheduleConfig, TrainConfig
 from keras_cnn.errors import UsageError
 
@@ -34,8 +35,9 @@ def _cifar10_resnet20():
     return TrainConfig(
         data=DataConfig(dataset="cifar10", batch_size=128, crop_padding=4, flip=True),
         model=ModelConfig(name="resnet20"),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                                  label_smoothing=0.1),
+        optimizer=OptimizerConfig(
+            name="sgd", learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.1
+        ),
         schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
         run=RunConfig(epochs=40),
     )
@@ -61,8 +63,9 @@ def _cifar10_alexnet():
     return TrainConfig(
         data=DataConfig(dataset="cifar10", batch_size=128, crop_padding=4, flip=True),
         model=ModelConfig(name="alexnet"),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3,
-                                  label_smoothing=0.1),
+        optimizer=OptimizerConfig(
+            name="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3, label_smoothing=0.1
+        ),
         schedule=ScheduleConfig(name="cosine", warmup_epochs=1),
         ema=EMAConfig(enabled=True, decay=0.999),
         run=RunConfig(epochs=40),
@@ -76,8 +79,9 @@ def _cifar10_fast():
     return TrainConfig(
         data=DataConfig(dataset="cifar10", batch_size=256, crop_padding=4, flip=True),
         model=ModelConfig(name="resnet9"),
-        optimizer=OptimizerConfig(name="sgd", learning_rate=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                                  label_smoothing=0.1),
+        optimizer=OptimizerConfig(
+            name="sgd", learning_rate=0.4, momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.1
+        ),
         schedule=ScheduleConfig(name="onecycle"),
         run=RunConfig(epochs=10),
     )
@@ -91,10 +95,23 @@ def _cifar10_alexnet_tutorial():
     # x0.1 every 350 epochs (staircase) and an EMA of 0.9999. The tutorial trains for 1M steps
     # (~2,560 epochs); 40 here, where its rate has not decayed yet.
     return TrainConfig(
-        data=DataConfig(dataset="cifar10", batch_size=128, augmentation="tf_tutorial", crop_size=24, flip=True,
-                        normalization="per_image"),
-        model=ModelConfig(name="alexnet", options={"kernel_initializer": "truncated_normal", "init_scale": 0.05,
-                                             "bias_init": 0.1, "decay_scope": "dense"}),
+        data=DataConfig(
+            dataset="cifar10",
+            batch_size=128,
+            augmentation="tf_tutorial",
+            crop_size=24,
+            flip=True,
+            normalization="per_image",
+        ),
+        model=ModelConfig(
+            name="alexnet",
+            options={
+                "kernel_initializer": "truncated_normal",
+                "init_scale": 0.05,
+                "bias_init": 0.1,
+                "decay_scope": "dense",
+            },
+        ),
         optimizer=OptimizerConfig(name="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.004),
         schedule=ScheduleConfig(name="exponential", decay_rate=0.1, decay_epochs=350, staircase=True),
         ema=EMAConfig(enabled=True, decay=0.9999),

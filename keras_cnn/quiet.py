@@ -1,4 +1,5 @@
 """Keep TensorFlow's start-up chatter off the terminal; KERAS_CNN_VERBOSE=1 shows it."""
+
 import os
 
 

@@ -6,6 +6,7 @@
 
 CSV files of other shapes are skipped: a report never fails on a file it does not know.
 """
+
 import dataclasses
 import json
 import os
@@ -17,9 +18,16 @@ from keras_cnn.io import atomic_write
 from keras_cnn.run_dir import RUNS_COLUMNS
 
 # Settings shown beside each run: config path -> column.
-KEY_SETTINGS = {"model.name": "model", "data.dataset": "dataset", "optimizer.name": "optimizer",
-                "optimizer.learning_rate": "lr", "data.batch_size": "batch", "optimizer.weight_decay": "wd",
-                "schedule.name": "schedule", "ema.enabled": "ema"}
+KEY_SETTINGS = {
+    "model.name": "model",
+    "data.dataset": "dataset",
+    "optimizer.name": "optimizer",
+    "optimizer.learning_rate": "lr",
+    "data.batch_size": "batch",
+    "optimizer.weight_decay": "wd",
+    "schedule.name": "schedule",
+    "ema.enabled": "ema",
+}
 TRIAL_KEYS = {"trial_id", "status", "best_val_accuracy"}
 SWEEP_KEYS = {"arm", "mean_val_accuracy", "std_val_accuracy"}
 
@@ -35,8 +43,16 @@ class Report:
     def leaderboard(self, top=10):
         if self.runs.empty:
             return self.runs
-        columns = ["run", *KEY_SETTINGS.values(), "epochs", "best_val_accuracy", "final_val_accuracy", "seconds",
-                   "images_per_sec", "status"]
+        columns = [
+            "run",
+            *KEY_SETTINGS.values(),
+            "epochs",
+            "best_val_accuracy",
+            "final_val_accuracy",
+            "seconds",
+            "images_per_sec",
+            "status",
+        ]
         ranked = self.runs.sort_values("best_val_accuracy", ascending=False, na_position="last")
         return ranked[[c for c in columns if c in ranked]].head(top).reset_index(drop=True)
 
@@ -81,18 +97,28 @@ def collect(root):
             if name == "runs.csv" and table is not None and {"run", "best_val_accuracy"} <= set(table):
                 for row in table.to_dict("records"):
                     run_dir = os.path.join(directory, str(row["run"]))
-                    runs.append({**row, **_settings(run_dir), "run_dir": run_dir,
-                                 "run": os.path.relpath(run_dir, root)})
+                    runs.append(
+                        {**row, **_settings(run_dir), "run_dir": run_dir, "run": os.path.relpath(run_dir, root)}
+                    )
             elif name == "trials.csv" and table is not None and TRIAL_KEYS <= set(table):
                 if "sweep.csv" not in files:  # a sweep's trials are its arms' runs, summarized by sweep.csv
                     searches[os.path.relpath(directory, root)] = table
             elif name == "sweep.csv" and table is not None and SWEEP_KEYS <= set(table):
                 sweeps[os.path.relpath(directory, root)] = table
-            elif name not in ("history.csv", "layer_stats.csv", "per_class.csv", "confusion_matrix.csv",
-                              "diagnostics.csv", "activations.csv", "compare_init.csv"):
+            elif name not in (
+                "history.csv",
+                "layer_stats.csv",
+                "per_class.csv",
+                "confusion_matrix.csv",
+                "diagnostics.csv",
+                "activations.csv",
+                "compare_init.csv",
+            ):
                 skipped.append(os.path.relpath(path, root))
-    frame = pd.DataFrame(runs, columns=list(dict.fromkeys([*RUNS_COLUMNS, *KEY_SETTINGS.values(), "run_dir",
-                                                           *(k for r in runs for k in r)])))
+    frame = pd.DataFrame(
+        runs,
+        columns=list(dict.fromkeys([*RUNS_COLUMNS, *KEY_SETTINGS.values(), "run_dir", *(k for r in runs for k in r)])),
+    )
     if not frame.empty:
         frame["best_val_accuracy"] = pd.to_numeric(frame["best_val_accuracy"], errors="coerce")
     return Report(root, frame, searches, sweeps, skipped)
@@ -104,7 +130,12 @@ def markdown(report, top=10):
     board = report.leaderboard(top)
     lines += [_table(board) if not board.empty else "No finished runs.", ""]
     for folder, best in report.best_trials().items():
-        lines += [f"## Search `{folder}`: best trials", "", _table(best.drop(columns=[c for c in ("run_dir", "error", "tuner_id") if c in best])), ""]
+        lines += [
+            f"## Search `{folder}`: best trials",
+            "",
+            _table(best.drop(columns=[c for c in ("run_dir", "error", "tuner_id") if c in best])),
+            "",
+        ]
     for folder, table in report.sweeps.items():
         lines += [f"## Sweep `{folder}`", "", _table(table), ""]
     if report.skipped:
@@ -124,7 +155,9 @@ def plot_top_curves(report, path, top=5):
     for row in report.leaderboard(top).itertuples():
         history = _read(os.path.join(report.root, row.run, "history.csv"))
         if history is not None and "val_accuracy" in history:
-            ax.plot(history["epoch"], history["val_accuracy"], marker="o", label=f"{row.run} ({row.best_val_accuracy:.4f})")
+            ax.plot(
+                history["epoch"], history["val_accuracy"], marker="o", label=f"{row.run} ({row.best_val_accuracy:.4f})"
+            )
     ax.set(xlabel="epoch", ylabel="validation accuracy", title=f"top {top} runs")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

@@ -13,6 +13,7 @@
 Training, export, evaluation and the tuner read and write runs only through RunDir, so a
 file's name, format and safety rules live in one place.
 """
+
 import contextlib
 import errno
 import fcntl
@@ -36,12 +37,30 @@ from keras_cnn.io import append_row, atomic_write, csv_text, fault_point, read_c
 log = logging.getLogger("keras_cnn")
 
 HISTORY_COLUMNS = [
-    "epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-    "val_top5_accuracy", "ema_val_accuracy", "images_per_sec", "seconds",
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "val_top5_accuracy",
+    "ema_val_accuracy",
+    "images_per_sec",
+    "seconds",
 ]
 RUNS_COLUMNS = [
-    "run", "run_id", "model", "dataset", "parameters", "epochs", "best_val_accuracy", "final_val_accuracy",
-    "seconds", "images_per_sec", "status",
+    "run",
+    "run_id",
+    "model",
+    "dataset",
+    "parameters",
+    "epochs",
+    "best_val_accuracy",
+    "final_val_accuracy",
+    "seconds",
+    "images_per_sec",
+    "status",
 ]
 # The run folder this process last created or resumed, where a CLI saves a crash log.
 active_run = None
@@ -79,8 +98,15 @@ class RunDir:
         return os.path.exists(self.config_path)
 
     # Each part of a run and whether it is a folder: a file in a folder's place (or the reverse) is damage.
-    PARTS = {"config.json": False, "history.csv": False, "normalization.json": False, "model.keras": False,
-             "checkpoints": True, "saved_model": True, "tensorboard": True}
+    PARTS = {
+        "config.json": False,
+        "history.csv": False,
+        "normalization.json": False,
+        "model.keras": False,
+        "checkpoints": True,
+        "saved_model": True,
+        "tensorboard": True,
+    }
 
     def damaged_parts(self):
         """Parts that exist with the wrong kind (a file where a folder belongs, or the reverse)."""
@@ -104,13 +130,17 @@ class RunDir:
             with open(path) as f:
                 record = json.load(f)
         except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise RunDamaged(f"cannot read {path} ({err}); it is damaged: rerun with --overwrite to replace the run") from None
+            raise RunDamaged(
+                f"cannot read {path} ({err}); it is damaged: rerun with --overwrite to replace the run"
+            ) from None
         if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
             raise RunDamaged(f"{path} is not a keras_cnn run record; rerun with --overwrite to replace the run")
         version = record.get("schema_version", 1)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise RunDamaged(f"{path} has schema version {version!r}, newer than this keras_cnn reads "
-                             f"({SCHEMA_VERSION}); upgrade keras_cnn, or pass --overwrite to replace the run")
+            raise RunDamaged(
+                f"{path} has schema version {version!r}, newer than this keras_cnn reads "
+                f"({SCHEMA_VERSION}); upgrade keras_cnn, or pass --overwrite to replace the run"
+            )
         return record
 
     def read_config(self):
@@ -119,8 +149,9 @@ class RunDir:
         except UsageError as err:
             if "--overwrite" in str(err):
                 raise
-            raise RunDamaged(f"{self.config_path} holds an unusable config ({err}); rerun with --overwrite to replace "
-                             "the run") from None
+            raise RunDamaged(
+                f"{self.config_path} holds an unusable config ({err}); rerun with --overwrite to replace the run"
+            ) from None
 
     def write_record(self, record):
         write_json(self.config_path, {**record, "schema_version": SCHEMA_VERSION})
@@ -152,8 +183,9 @@ class RunDir:
         try:
             return Normalizer.load(self.path)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise RunDamaged(f"cannot read {self.file('normalization.json')} ({err}); rerun the training "
-                             "with --overwrite") from None
+            raise RunDamaged(
+                f"cannot read {self.file('normalization.json')} ({err}); rerun the training with --overwrite"
+            ) from None
 
     # --------------------------------------------------------------- checkpoints
 
@@ -191,8 +223,10 @@ class RunDir:
                 checkpoints.assign(path, checkpoints.group(arrays, name), variables, name)
             return state
         if damaged:
-            raise RunDamaged(f"no readable checkpoint in {self.checkpoints_dir} ({damaged[0]}); "
-                             "rerun with --overwrite to start the run over")
+            raise RunDamaged(
+                f"no readable checkpoint in {self.checkpoints_dir} ({damaged[0]}); "
+                "rerun with --overwrite to start the run over"
+            )
         return None
 
     def load_weights(self, model, checkpoint=None):
@@ -227,13 +261,17 @@ class RunDir:
 
     def load_model(self):
         if not os.path.isfile(self.model_path):
-            raise UsageError(f"{self.path} has no model.keras (unfinished run?); finish it by rerunning its train "
-                             "command, or pass --checkpoint")
+            raise UsageError(
+                f"{self.path} has no model.keras (unfinished run?); finish it by rerunning its train "
+                "command, or pass --checkpoint"
+            )
         try:
             return keras.models.load_model(self.model_path)
         except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as err:
-            raise RunDamaged(f"cannot load {self.model_path} ({type(err).__name__}); it is damaged: export a "
-                             "checkpoint with --checkpoint, or retrain with --overwrite") from None
+            raise RunDamaged(
+                f"cannot load {self.model_path} ({type(err).__name__}); it is damaged: export a "
+                "checkpoint with --checkpoint, or retrain with --overwrite"
+            ) from None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -242,7 +280,9 @@ class RunDir:
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as err:
-            raise UsageError(f"cannot create run directory {self.path} ({err.strerror}); choose a writable --output-dir") from None
+            raise UsageError(
+                f"cannot create run directory {self.path} ({err.strerror}); choose a writable --output-dir"
+            ) from None
         global active_run
         active_run = self.path
         self.remove_stale_temp_files()
@@ -266,8 +306,12 @@ class RunDir:
             if not os.path.isdir(directory):
                 continue
             for entry in os.listdir(directory):
-                if entry.startswith(TEMP_PREFIXES) or (entry.startswith(".") and entry.count(".") >= 2
-                                                       and not entry.startswith("..") and not entry.endswith(".lock")):
+                if entry.startswith(TEMP_PREFIXES) or (
+                    entry.startswith(".")
+                    and entry.count(".") >= 2
+                    and not entry.startswith("..")
+                    and not entry.endswith(".lock")
+                ):
                     path = os.path.join(directory, entry)
                     shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
 
@@ -308,7 +352,9 @@ def _acquire(path, run_path):
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
             if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                raise UsageError(f"run {run_path} is in use by {holder}; wait for it to finish or choose another --name") from None
+                raise UsageError(
+                    f"run {run_path} is in use by {holder}; wait for it to finish or choose another --name"
+                ) from None
             raise
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino

@@ -7,6 +7,7 @@
 Saliency follows Simonyan et al. 2014 ("Deep inside convolutional networks"): the gradient of the
 class score (the logit, before softmax) with respect to the input image.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -56,7 +57,9 @@ def plot_filters(filters, layer_name, path):
     for ax in axes.flat:
         ax.axis("off")
     for ax, f in zip(axes.flat, filters):
-        ax.imshow(f[..., 0] if f.shape[-1] == 1 else f, cmap="gray" if f.shape[-1] == 1 else None, interpolation="nearest")
+        ax.imshow(
+            f[..., 0] if f.shape[-1] == 1 else f, cmap="gray" if f.shape[-1] == 1 else None, interpolation="nearest"
+        )
     fig.suptitle(f"{layer_name}: {n} filters", fontsize=9)
     fig.tight_layout()
     plots.save_figure(fig, path)

@@ -1,4 +1,5 @@
 """Thin wrapper: see keras_cnn/cli/benchmark.py (also installed as the `keras-cnn-benchmark` command)."""
+
 import sys
 
 from keras_cnn.cli.benchmark import main

@@ -1,4 +1,5 @@
 """Thin wrapper: see keras_cnn/cli/diagnose.py (also installed as the `keras-cnn-diagnose` command)."""
+
 import sys
 
 from keras_cnn.cli.diagnose import main

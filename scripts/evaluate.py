@@ -1,4 +1,5 @@
 """Thin wrapper: see keras_cnn/cli/evaluate.py (also installed as the `keras-cnn-evaluate` command)."""
+
 import sys
 
 from keras_cnn.cli.evaluate import main

@@ -1,4 +1,5 @@
 """Thin wrapper: see keras_cnn/cli/export.py (also installed as the `keras-cnn-export` command)."""
+
 import sys
 
 from keras_cnn.cli.export import main

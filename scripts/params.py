@@ -1,4 +1,5 @@
 """Thin wrapper: see keras_cnn/cli/params.py (also installed as the `keras-cnn-params` command)."""
+
 import sys
 
 from keras_cnn.cli.params import main

@@ -1,4 +1,5 @@
 """Thin wrapper: see keras_cnn/cli/predict.py (also installed as the `keras-cnn-predict` command)."""
+
 import sys
 
 from keras_cnn.cli.predict import main

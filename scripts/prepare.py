@@ -1,4 +1,5 @@
 """Thin wrapper: see keras_cnn/cli/prepare.py (also installed as the `keras-cnn-prepare` command)."""
+
 import sys
 
 from keras_cnn.cli.prepare import main

@@ -1,4 +1,5 @@
 """Thin wrapper: see keras_cnn/cli/report.py (also installed as the `keras-cnn-report` command)."""
+
 import sys
 
 from keras_cnn.cli.report import main

@@ -1,4 +1,5 @@
 """Thin wrapper: see tuning/sweep.py (also installed as the `keras-cnn-sweep` command)."""
+
 import sys
 
 from tuning.sweep import main

@@ -1,4 +1,5 @@
 """Thin wrapper: see keras_cnn/cli/train.py (also installed as the `keras-cnn-train` command)."""
+
 import sys
 
 from keras_cnn.cli.train import main

@@ -1,4 +1,5 @@
 """Thin wrapper: see tuning/tune.py (also installed as the `keras-cnn-tune` command)."""
+
 import sys
 
 from tuning.tune import main

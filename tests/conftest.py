@@ -4,6 +4,7 @@ and two logical CPU devices.
 Every test runs on tests/data unless it carries the `shared_data` marker (it needs the full sets
 in ../shared/data); those are deselected, not skipped, where the full sets are absent.
 """
+
 import os
 import pathlib
 import shutil
@@ -26,8 +27,16 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 
 # The longest files first: with `--dist loadfile` a worker takes the next file when it is free, so a
 # long file collected last (test_readme.py, alphabetically) would run alone at the end.
-LONGEST_FIRST = ["test_readme.py", "test_tuning.py", "test_signals.py", "test_models.py", "test_processes.py",
-                 "test_faults.py", "test_every_model.py", "test_train.py"]
+LONGEST_FIRST = [
+    "test_readme.py",
+    "test_tuning.py",
+    "test_signals.py",
+    "test_models.py",
+    "test_processes.py",
+    "test_faults.py",
+    "test_every_model.py",
+    "test_train.py",
+]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -103,9 +112,17 @@ def mnist_config(data_dir, output_dir, *overrides):
     return apply_overrides(
         TrainConfig(),
         [
-            "data.dataset=mnist", f"data.data_dir={data_dir}", f"run.output_dir={output_dir}",
-            "model.name=mlp", "model.hidden=128", "optimizer.name=sgd", "optimizer.learning_rate=0.1",
-            "optimizer.nesterov=true", "schedule.name=cosine", "run.epochs=3", "run.precision=float32",
+            "data.dataset=mnist",
+            f"data.data_dir={data_dir}",
+            f"run.output_dir={output_dir}",
+            "model.name=mlp",
+            "model.hidden=128",
+            "optimizer.name=sgd",
+            "optimizer.learning_rate=0.1",
+            "optimizer.nesterov=true",
+            "schedule.name=cosine",
+            "run.epochs=3",
+            "run.precision=float32",
             *overrides,
         ],
     )
@@ -127,9 +144,21 @@ def trained_cifar(cifar_folder, tmp_path_factory):
     import keras_cnn
     from keras_cnn.config import TrainConfig, apply_overrides
 
-    cfg = apply_overrides(TrainConfig(), [
-        "data.dataset=cifar10", f"data.data_dir={cifar_folder}", f"run.output_dir={tmp_path_factory.mktemp('runs')}",
-        "model.name=resnet20", "model.shortcut=identity", "data.batch_size=32", "run.epochs=1", "run.steps_per_epoch=4",
-        "ema.enabled=true", "ema.decay=0.9", "data.crop_padding=4", "data.flip=true",
-    ])
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            "data.dataset=cifar10",
+            f"data.data_dir={cifar_folder}",
+            f"run.output_dir={tmp_path_factory.mktemp('runs')}",
+            "model.name=resnet20",
+            "model.shortcut=identity",
+            "data.batch_size=32",
+            "run.epochs=1",
+            "run.steps_per_epoch=4",
+            "ema.enabled=true",
+            "ema.decay=0.9",
+            "data.crop_padding=4",
+            "data.flip=true",
+        ],
+    )
     return keras_cnn.train(cfg, verbose=0)

@@ -5,6 +5,7 @@
 Calls serving_default on the uint8 batch and serve_image_bytes on the files' bytes, then
 checks that wrong input gives errors from the signature while the process carries on.
 """
+
 import sys
 
 sys.modules["keras_cnn"] = None  # any import of keras_cnn now raises ImportError

@@ -7,9 +7,19 @@ from conftest import ROOT
 
 # docs/architecture.md's layers, top to bottom: a module imports only modules of its own layer or above.
 LAYERS = [
-    ("keras_cnn.errors", "keras_cnn.rules", "keras_cnn.quiet", "keras_cnn.smoke", "keras_cnn.console",
-     "keras_cnn.cache", "keras_cnn.io", "keras_cnn.hardware", "keras_cnn.plots", "keras_cnn.checkpoints",
-     "keras_cnn.interrupts"),
+    (
+        "keras_cnn.errors",
+        "keras_cnn.rules",
+        "keras_cnn.quiet",
+        "keras_cnn.smoke",
+        "keras_cnn.console",
+        "keras_cnn.cache",
+        "keras_cnn.io",
+        "keras_cnn.hardware",
+        "keras_cnn.plots",
+        "keras_cnn.checkpoints",
+        "keras_cnn.interrupts",
+    ),
     ("keras_cnn.kernels",),
     ("keras_cnn.models",),
     ("keras_cnn.optimizers",),
@@ -17,8 +27,14 @@ LAYERS = [
     ("keras_cnn.data",),
     ("keras_cnn.run_dir",),
     ("keras_cnn.training",),
-    ("keras_cnn.diagnostics", "keras_cnn.export", "keras_cnn.evaluation", "keras_cnn.perf", "keras_cnn.reports",
-     "keras_cnn.visualize"),
+    (
+        "keras_cnn.diagnostics",
+        "keras_cnn.export",
+        "keras_cnn.evaluation",
+        "keras_cnn.perf",
+        "keras_cnn.reports",
+        "keras_cnn.visualize",
+    ),
     ("keras_cnn",),
     ("keras_cnn.cli",),
     ("tuning",),
@@ -62,8 +78,9 @@ def _layer(module):
 def test_layers_import_only_upward_and_nothing_cycles():
     modules = _modules()
     graph = {m: _imports(p, modules) - {m} for m, p in modules.items()}
-    upward = [f"{m} -> {d}" for m, deps in graph.items() for d in deps
-              if _layer(d) > _layer(m) and not m.startswith(d + ".")]  # a package's __init__ may re-export its own
+    upward = [
+        f"{m} -> {d}" for m, deps in graph.items() for d in deps if _layer(d) > _layer(m) and not m.startswith(d + ".")
+    ]  # a package's __init__ may re-export its own
     assert upward == []
     state, cycles = {}, []
 
@@ -73,7 +90,7 @@ def test_layers_import_only_upward_and_nothing_cycles():
             if m.startswith(d + ".") or d.startswith(m + ".") and m in ("keras_cnn", "tuning"):
                 continue  # a module importing its package (or the package re-exporting it) is not a cycle
             if state.get(d) == "open":
-                cycles.append(" -> ".join(stack[stack.index(d):] + [d]))
+                cycles.append(" -> ".join(stack[stack.index(d) :] + [d]))
             elif d not in state:
                 visit(d, stack + [d])
         state[m] = "done"

@@ -3,6 +3,7 @@
 Each case calls a CLI's main(argv) in-process against an output directory that already holds
 a finished run, and checks that every byte of that run is unchanged afterwards.
 """
+
 import hashlib
 import os
 import shutil
@@ -31,8 +32,22 @@ def world(tmp_path_factory, mnist_npz):
     """An output dir with one finished run, plus assorted broken inputs."""
     root = tmp_path_factory.mktemp("world")
     results = root / "results"
-    base = ["--model", "linear", "--dataset", "mnist", "--data-dir", str(mnist_npz), "--output-dir", str(results),
-            "--name", "done", "--epochs", "1", "--set", "run.steps_per_epoch=2"]
+    base = [
+        "--model",
+        "linear",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_npz),
+        "--output-dir",
+        str(results),
+        "--name",
+        "done",
+        "--epochs",
+        "1",
+        "--set",
+        "run.steps_per_epoch=2",
+    ]
     assert train.main(base) == 0
     folder = root / "imgs"
     for c, name in enumerate(("a", "b")):
@@ -61,15 +76,55 @@ def world(tmp_path_factory, mnist_npz):
     (root / "space_typo.toml").write_text("[optimizer.learnin_rate]\nmin = 0.1\nmax = 1.0\n")
     (root / "not_image.jpg").write_bytes(b"nope")
     # A run on 2 classes: its checkpoint cannot fit the 10-class MNIST run.
-    assert train.main(["--model", "linear", "--dataset", "two", "--data-dir", str(folder), "--output-dir", str(root / "other"),
-                       "--name", "two", "--epochs", "1", "--set", "data.val_size=2", "--batch-size", "2"]) == 0
-    return {"root": root, "results": results, "data": mnist_npz, "run": results / "done",
-            "other_ckpt": sorted((root / "other" / "two" / "checkpoints").glob("ckpt-*.npz"))[-1]}
+    assert (
+        train.main(
+            [
+                "--model",
+                "linear",
+                "--dataset",
+                "two",
+                "--data-dir",
+                str(folder),
+                "--output-dir",
+                str(root / "other"),
+                "--name",
+                "two",
+                "--epochs",
+                "1",
+                "--set",
+                "data.val_size=2",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
+    return {
+        "root": root,
+        "results": results,
+        "data": mnist_npz,
+        "run": results / "done",
+        "other_ckpt": sorted((root / "other" / "two" / "checkpoints").glob("ckpt-*.npz"))[-1],
+    }
 
 
 def T(*argv):  # train with a working base, overridden by the case
-    return lambda w: (train.main, ["--model", "linear", "--dataset", "mnist", "--data-dir", str(w["data"]),
-                                   "--output-dir", str(w["results"]), "--epochs", "1", *[a.format(**w) for a in argv]])
+    return lambda w: (
+        train.main,
+        [
+            "--model",
+            "linear",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(w["data"]),
+            "--output-dir",
+            str(w["results"]),
+            "--epochs",
+            "1",
+            *[a.format(**w) for a in argv],
+        ],
+    )
 
 
 def C(main, *argv):
@@ -104,26 +159,62 @@ CASES = {
     "float labels": (T("--data-dir", "{root}/floatlabels.npz"), "labels must be integers"),
     "not an npz archive": (T("--data-dir", "{root}/garbage.npz"), "cannot read"),
     "a file that is not a dataset": (T("--data-dir", "{root}/a_file"), "not an .npz archive"),
-    "corrupt image, fatal by flag": (T("--data-dir", "{root}/corrupt", "--set", "data.on_corrupt=error"), "cannot decode"),
+    "corrupt image, fatal by flag": (
+        T("--data-dir", "{root}/corrupt", "--set", "data.on_corrupt=error"),
+        "cannot decode",
+    ),
     "empty class folder": (T("--data-dir", "{root}/empty_class"), "holds no images"),
     "mixed image sizes": (T("--data-dir", "{root}/mixed"), "mixes image sizes"),
     "fewer than 2 classes": (T("--data-dir", "{root}/one_class"), "at least 2"),
     "run name taken by another config": (T("--name", "done", "--lr", "0.5"), "exists with a different config"),
     "output dir under a file": (T("--output-dir", "{root}/a_file/runs"), "cannot create"),
-    "checkpoint of another class count": (C(export.main, "--run", "{run}", "--checkpoint", "{other_ckpt}",
-                                            "--export-dir", "{root}/exports"), "does not fit this model"),
-    "export a missing checkpoint": (C(export.main, "--run", "{run}", "--checkpoint", "{root}/none.npz"), "does not exist"),
+    "checkpoint of another class count": (
+        C(export.main, "--run", "{run}", "--checkpoint", "{other_ckpt}", "--export-dir", "{root}/exports"),
+        "does not fit this model",
+    ),
+    "export a missing checkpoint": (
+        C(export.main, "--run", "{run}", "--checkpoint", "{root}/none.npz"),
+        "does not exist",
+    ),
     "export from a non-run": (C(export.main, "--run", "{root}/imgs"), "has no config.json"),
-    "predict with a non-SavedModel": (C(predict.main, "--model", "{root}/imgs", "{root}/not_image.jpg"), "not a SavedModel directory"),
-    "predict an undecodable file": (C(predict.main, "--model", "{run}/saved_model/1", "{root}/not_image.jpg"), "not a decodable image"),
+    "predict with a non-SavedModel": (
+        C(predict.main, "--model", "{root}/imgs", "{root}/not_image.jpg"),
+        "not a SavedModel directory",
+    ),
+    "predict an undecodable file": (
+        C(predict.main, "--model", "{run}/saved_model/1", "{root}/not_image.jpg"),
+        "not a decodable image",
+    ),
     "predict a missing file": (C(predict.main, "--model", "{run}/saved_model/1", "{root}/missing.jpg"), "cannot read"),
     "evaluate a non-SavedModel": (C(evaluate.main, "--saved-model", "{root}/imgs"), "not a SavedModel directory"),
     "evaluate a non-run": (C(evaluate.main, "--run", "{root}"), "has no config.json"),
     "params with a bad shape": (C(params.main, "--model", "mlp", "--input-shape", "28x28x"), "not HxWxC"),
-    "params with a bad activation": (C(params.main, "--model", "vgg11", "--activation", "swish"), "unknown model.activation"),
-    "tune with an unknown tuner": (C(tune.main, "--model", "mlp", "--tuner", "annealing", "--output-dir", "{results}"), "unknown tuner"),
-    "tune with a misspelt space": (C(tune.main, "--model", "mlp", "--dataset", "mnist", "--space", "{root}/space_typo.toml", "--output-dir", "{results}"), "unknown field"),
-    "tune with zero trials": (C(tune.main, "--model", "mlp", "--dataset", "mnist", "--max-trials", "0", "--output-dir", "{results}"), "at least 1"),
+    "params with a bad activation": (
+        C(params.main, "--model", "vgg11", "--activation", "swish"),
+        "unknown model.activation",
+    ),
+    "tune with an unknown tuner": (
+        C(tune.main, "--model", "mlp", "--tuner", "annealing", "--output-dir", "{results}"),
+        "unknown tuner",
+    ),
+    "tune with a misspelt space": (
+        C(
+            tune.main,
+            "--model",
+            "mlp",
+            "--dataset",
+            "mnist",
+            "--space",
+            "{root}/space_typo.toml",
+            "--output-dir",
+            "{results}",
+        ),
+        "unknown field",
+    ),
+    "tune with zero trials": (
+        C(tune.main, "--model", "mlp", "--dataset", "mnist", "--max-trials", "0", "--output-dir", "{results}"),
+        "at least 1",
+    ),
     "sweep with one arm": (C(sweep.main, "{root}/one_arm.toml", "--output-dir", "{results}"), "needs at least 2"),
     "sweep with invalid TOML": (C(sweep.main, "{root}/bad.toml", "--output-dir", "{results}"), "not valid TOML"),
     "sweep with a missing file": (C(sweep.main, "{root}/none.toml"), "does not exist"),
@@ -158,8 +249,13 @@ def test_full_disk_is_one_line_exit_2_and_keeps_the_earlier_run(world, tmp_path)
         f"sys.exit(main(['--model', 'mlp', '--dataset', 'mnist', '--data-dir', {str(world['data'])!r}, '--output-dir', {str(results)!r},"
         " '--name', 'big', '--epochs', '1', '--set', 'run.steps_per_epoch=2']))"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_CNN_VERBOSE=""))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_CNN_VERBOSE=""),
+    )
     lines = [l for l in done.stderr.strip().splitlines() if l.startswith("error:")]
     assert done.returncode == 2, done.stderr[-2000:]
     assert len(lines) == 1 and "File too large" in lines[0], done.stderr[-2000:]

@@ -1,4 +1,5 @@
 """Keras's own callbacks plug into keras_cnn.train: the hooks, the log names, stop_training, restore_best_weights."""
+
 import csv
 import os
 
@@ -6,13 +7,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import mnist_config
 
 import keras_cnn
 from keras_cnn import checkpoints
 from keras_cnn.cli import train as train_cli
 from keras_cnn.errors import UsageError
 from keras_cnn.run_dir import RunDir
+
+from conftest import mnist_config
 
 QUICK = ("run.epochs=3", "data.batch_size=64", "run.steps_per_call=2")
 
@@ -25,11 +27,15 @@ def test_hooks_params_and_log_names_are_kerass(mnist_small, tmp_path):
         on_epoch_end=lambda epoch, logs: seen["epochs"].append((epoch, dict(logs))),
         on_train_end=lambda logs: seen.__setitem__("end", dict(logs)),
     )
-    result = keras_cnn.train(mnist_config(mnist_small, tmp_path, *QUICK, "ema.enabled=true"), callbacks=[recorder], verbose=0)
+    result = keras_cnn.train(
+        mnist_config(mnist_small, tmp_path, *QUICK, "ema.enabled=true"), callbacks=[recorder], verbose=0
+    )
     assert seen["begin"] == 1 and seen["end"]["status"] == "finished"
     assert recorder.model is result.model and recorder.params["epochs"] == 3 and recorder.params["steps"] == 8
     assert [e for e, _ in seen["epochs"]] == [0, 1, 2]  # counted from 0, as in model.fit
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "ema_val_accuracy"} <= set(seen["epochs"][0][1])
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "ema_val_accuracy"} <= set(
+        seen["epochs"][0][1]
+    )
     assert seen["epochs"][-1][1]["val_accuracy"] == pytest.approx(result.history[-1]["val_accuracy"])
     assert seen["batches"][0] == (0, ["accuracy", "batch_loss", "images_per_sec", "learning_rate", "loss"])
     assert seen["batches"][-1][0] == 7  # the epoch's last batch index
@@ -37,8 +43,9 @@ def test_hooks_params_and_log_names_are_kerass(mnist_small, tmp_path):
 
 def test_csv_logger_writes_kerass_columns(mnist_small, tmp_path):
     log = tmp_path / "log.csv"
-    result = keras_cnn.train(mnist_config(mnist_small, tmp_path, *QUICK), callbacks=[keras.callbacks.CSVLogger(str(log))],
-                             verbose=0)
+    result = keras_cnn.train(
+        mnist_config(mnist_small, tmp_path, *QUICK), callbacks=[keras.callbacks.CSVLogger(str(log))], verbose=0
+    )
     rows = list(csv.DictReader(open(log)))
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(rows[0])
@@ -58,7 +65,9 @@ def test_early_stopping_ends_the_run_and_its_best_weights_reach_model_keras_and_
     for a, b in zip(saved.variables, epoch1):
         np.testing.assert_array_equal(a.numpy(), b)
     images = tf.constant(np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8))
-    served = tf.saved_model.load(run.file("saved_model", "1")).signatures["serving_default"](images=images)["probabilities"]
+    served = tf.saved_model.load(run.file("saved_model", "1")).signatures["serving_default"](images=images)[
+        "probabilities"
+    ]
     expected = tf.nn.softmax(saved(run.load_normalizer()(images), training=False))
     np.testing.assert_allclose(served.numpy(), expected.numpy(), atol=1e-6)
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
@@ -70,13 +79,23 @@ def test_early_stopping_ends_the_run_and_its_best_weights_reach_model_keras_and_
 
 def test_terminate_on_nan_ends_a_diverging_run(mnist_small, tmp_path):
     watcher = keras.callbacks.TerminateOnNaN()
-    result = keras_cnn.train(mnist_config(mnist_small, tmp_path, *QUICK, "optimizer.learning_rate=1e6", "optimizer.momentum=0.99"),
-                             callbacks=[watcher], verbose=0)
+    result = keras_cnn.train(
+        mnist_config(mnist_small, tmp_path, *QUICK, "optimizer.learning_rate=1e6", "optimizer.momentum=0.99"),
+        callbacks=[watcher],
+        verbose=0,
+    )
     assert result.status == "diverged" and len(result.history) == 1 and result.model.stop_training
 
 
-@pytest.mark.parametrize("callback", [keras.callbacks.ReduceLROnPlateau(), keras.callbacks.LearningRateScheduler(lambda e: 0.1),
-                                      keras.callbacks.BackupAndRestore("unused"), object()])
+@pytest.mark.parametrize(
+    "callback",
+    [
+        keras.callbacks.ReduceLROnPlateau(),
+        keras.callbacks.LearningRateScheduler(lambda e: 0.1),
+        keras.callbacks.BackupAndRestore("unused"),
+        object(),
+    ],
+)
 def test_callbacks_that_fight_the_loop_are_refused(callback, mnist_small, tmp_path):
     with pytest.raises(UsageError) as err:
         keras_cnn.train(mnist_config(mnist_small, tmp_path, *QUICK), callbacks=[callback], verbose=0)
@@ -85,8 +104,21 @@ def test_callbacks_that_fight_the_loop_are_refused(callback, mnist_small, tmp_pa
 
 
 def test_early_stopping_flag_on_the_cli(mnist_small, tmp_path, capsys):
-    argv = ["--model", "mlp", "--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--epochs", "6", "--lr", "1e-12",
-            "--early-stopping", "1", "--quiet"]  # a rate this small changes nothing: validation loss never improves
+    argv = [
+        "--model",
+        "mlp",
+        "--data-dir",
+        str(mnist_small),
+        "--output-dir",
+        str(tmp_path),
+        "--epochs",
+        "6",
+        "--lr",
+        "1e-12",
+        "--early-stopping",
+        "1",
+        "--quiet",
+    ]  # a rate this small changes nothing: validation loss never improves
     assert train_cli.main(argv) == 0
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
     assert rows[-1]["status"] == "stopped" and rows[-1]["epochs"] == "2"

@@ -1,20 +1,45 @@
 """Runs and exports written before the architecture change keep working (tests/data/schema1_runs:
 a cnn with BatchNorm and EMA trained by keras_cnn at d962ad2, config.json schema 1)."""
+
 import csv
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import FIXTURES, ROOT
 
 from keras_cnn.cli import evaluate, export, train
 from keras_cnn.config import TrainConfig
 
+from conftest import FIXTURES, ROOT
+
 # The command that wrote the fixture (relative data path: the tests run it from the repository root).
-ARGS = ["--model", "cnn", "--filters", "4", "--set", "model.dense=8", "--batch-norm", "--dataset", "cifar10",
-        "--data-dir", "tests/data/cifar10", "--name", "schema1-cnn", "--batch-size", "30", "--set", "run.steps_per_epoch=2",
-        "--set", "data.val_size=50", "--ema", "--set", "run.keep_checkpoints=1", "--set", "data.image_size=8x8"]
+ARGS = [
+    "--model",
+    "cnn",
+    "--filters",
+    "4",
+    "--set",
+    "model.dense=8",
+    "--batch-norm",
+    "--dataset",
+    "cifar10",
+    "--data-dir",
+    "tests/data/cifar10",
+    "--name",
+    "schema1-cnn",
+    "--batch-size",
+    "30",
+    "--set",
+    "run.steps_per_epoch=2",
+    "--set",
+    "data.val_size=50",
+    "--ema",
+    "--set",
+    "run.keep_checkpoints=1",
+    "--set",
+    "data.image_size=8x8",
+]
 
 
 @pytest.fixture

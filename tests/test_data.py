@@ -1,4 +1,5 @@
 """The data layer on small real data: every source, the split, the pipeline, and bad input."""
+
 import json
 import os
 import shutil
@@ -6,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import CIFAR_CLASSES
 from PIL import Image
 
 from keras_cnn.cli import benchmark
@@ -19,6 +19,8 @@ from keras_cnn.data.sources import DATA_ROOT_ENV, load_data, load_image_folder, 
 from keras_cnn.data.split import stratified_split
 from keras_cnn.data.store import place
 from keras_cnn.errors import UsageError
+
+from conftest import CIFAR_CLASSES
 
 # ------------------------------------------------------------------------ sources
 
@@ -152,14 +154,18 @@ def test_shards_are_disjoint_and_cover_the_epoch(cifar_folder):
     seen = []
     for pipeline_id in range(2):
         ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
-        labels_and_pixels = [x.numpy().reshape(len(x), -1).sum(1) for x, _ in make_dataset(split, cfg, training=True, input_context=ctx)]
+        labels_and_pixels = [
+            x.numpy().reshape(len(x), -1).sum(1) for x, _ in make_dataset(split, cfg, training=True, input_context=ctx)
+        ]
         seen.append(np.concatenate(labels_and_pixels))
     assert len(seen[0]) == len(seen[1]) == 150
     assert len(np.intersect1d(seen[0], seen[1])) < 3  # distinct images (sums can collide rarely)
 
 
 def test_pipeline_benchmark_prints_images_per_sec(cifar_folder, capsys):
-    rc = benchmark.main(["--pipeline", "--dataset", "cifar10", "--data-dir", str(cifar_folder), "--epochs", "2", "--batch-size", "32"])
+    rc = benchmark.main(
+        ["--pipeline", "--dataset", "cifar10", "--data-dir", str(cifar_folder), "--epochs", "2", "--batch-size", "32"]
+    )
     assert rc == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["images_per_sec"] > 0 and result["train_images"] == 270
@@ -259,7 +265,9 @@ def test_bad_data_is_one_line_and_exit_2(case, needle, tmp_path, capsys):
     else:
         path = tmp_path / "d.npz"
         path.write_bytes(b"garbage")
-    rc, err = run_train(["--dataset", "mnist", "--data-dir", str(path), "--output-dir", str(tmp_path / "runs")] + extra, capsys)
+    rc, err = run_train(
+        ["--dataset", "mnist", "--data-dir", str(path), "--output-dir", str(tmp_path / "runs")] + extra, capsys
+    )
     assert rc == 2, err
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -284,7 +292,11 @@ def test_header_scans_are_remembered_and_a_changed_file_is_read_again(tmp_path, 
 def test_channel_moments_match_float64_statistics_chunk_by_chunk():
     images = np.random.default_rng(0).integers(0, 256, (50, 9, 7, 3), dtype=np.uint8)
     flat = images.reshape(-1, 3).astype(np.float64)
-    for chunks in ([images], [images[:13], images[13:]], [images[:20].astype(np.float32), images[20:].astype(np.float32)]):
+    for chunks in (
+        [images],
+        [images[:13], images[13:]],
+        [images[:20].astype(np.float32), images[20:].astype(np.float32)],
+    ):
         mean, std = channel_moments(chunks)
         np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-12)
         np.testing.assert_allclose(std, flat.std(0), rtol=1e-9)

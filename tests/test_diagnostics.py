@@ -1,4 +1,5 @@
 """The babysitting checks on real MNIST: each passes when healthy and fails when broken."""
+
 import csv
 import re
 
@@ -6,12 +7,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import mnist_config
 
 import keras_cnn
 from keras_cnn import diagnostics as d
 from keras_cnn.cli import diagnose
 from keras_cnn.models import create_model
+
+from conftest import mnist_config
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +24,9 @@ def mnist_batch(mnist_npz):
     return tf.constant(images), tf.constant(y)
 
 
-@pytest.mark.parametrize("name,shape", [("mlp", (28, 28, 1)), ("linear", (28, 28, 1)), ("resnet20", (28, 28, 1)),
-                                        ("vgg11", (32, 32, 1))])
+@pytest.mark.parametrize(
+    "name,shape", [("mlp", (28, 28, 1)), ("linear", (28, 28, 1)), ("resnet20", (28, 28, 1)), ("vgg11", (32, 32, 1))]
+)
 def test_initial_loss_passes_every_default_initialization(name, shape, mnist_batch):
     """Default initializers start above ln(10) by what their logits' scale explains (resnet20 by ~70%):
     that is no bug, and the check must not say it is."""
@@ -46,8 +49,11 @@ def test_initial_loss_fails_a_100x_last_layer_and_says_what_to_change(mnist_batc
 def small_mlp_config(**run):
     from keras_cnn.config import TrainConfig
 
-    return TrainConfig().replace(model={"name": "mlp", "options": {"hidden": (100,)}}, data={"dataset": "mnist"},
-                                 run={"precision": "float32", **run})
+    return TrainConfig().replace(
+        model={"name": "mlp", "options": {"hidden": (100,)}},
+        data={"dataset": "mnist"},
+        run={"precision": "float32", **run},
+    )
 
 
 def test_overfit_check_passes_when_healthy_and_fails_with_a_vanishing_learning_rate(mnist_batch):
@@ -106,7 +112,9 @@ def test_activation_statistics_see_tanh_saturation_and_collapse(mnist_batch):
     stats = d.activation_statistics(big, images)
     assert all(s["fraction_saturated"] > 0.5 for s in stats[1:])
     assert d.activation_check(stats).status == "warn"
-    small = create_model("mlp", (28, 28, 1), 10, hidden=[200] * 8, activation="tanh", kernel_initializer="random_normal")
+    small = create_model(
+        "mlp", (28, 28, 1), 10, hidden=[200] * 8, activation="tanh", kernel_initializer="random_normal"
+    )
     assert "collapse" in d.activation_check(d.activation_statistics(small, images)).detail
 
 
@@ -126,13 +134,32 @@ def test_compare_init_shows_collapse_for_small_init_and_stable_xavier_he(tmp_pat
 def test_diagnose_cli_writes_the_table(mnist_npz, tmp_path, capsys):
     """The default MLP on real digits: every check passes or warns, none fails, and the LR finder
     prints a usable rate."""
-    rc = diagnose.main(["--model", "mlp", "--hidden", "64", "--dataset", "mnist", "--data-dir", str(mnist_npz),
-                        "--output-dir", str(tmp_path)])
+    rc = diagnose.main(
+        [
+            "--model",
+            "mlp",
+            "--hidden",
+            "64",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(mnist_npz),
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     with open(tmp_path / "diagnostics.csv") as f:
         rows = {r["check"]: r for r in csv.DictReader(f)}
-    assert list(rows) == ["initial_loss", "regularization_raises_loss", "overfit_tiny_subset", "lr_range",
-                          "activation_statistics", "update_weight_ratio", "gradient_check"]
+    assert list(rows) == [
+        "initial_loss",
+        "regularization_raises_loss",
+        "overfit_tiny_subset",
+        "lr_range",
+        "activation_statistics",
+        "update_weight_ratio",
+        "gradient_check",
+    ]
     assert rows["gradient_check"]["status"] == "pass" and rows["overfit_tiny_subset"]["status"] == "pass"
     assert rc == 0 and "initial_loss" in out and rows["initial_loss"]["status"] == "pass"
     assert re.search(r"^suggested lr [0-9.e+-]+$", out, flags=re.M), out
@@ -142,9 +169,20 @@ def test_diagnose_cli_writes_the_table(mnist_npz, tmp_path, capsys):
 
 def test_layer_stats_callback_sees_relus_die_under_a_huge_learning_rate(mnist_small, tmp_path):
     def dead(lr, name):
-        cfg = mnist_config(mnist_small, tmp_path, "run.layer_stats=true", f"optimizer.learning_rate={lr}", "run.epochs=2",
-                           "data.batch_size=32", "optimizer.nesterov=false", "optimizer.momentum=0.0",
-                           "schedule.name=constant", "run.precision=float32", f"run.name={name}", "model.hidden=128")
+        cfg = mnist_config(
+            mnist_small,
+            tmp_path,
+            "run.layer_stats=true",
+            f"optimizer.learning_rate={lr}",
+            "run.epochs=2",
+            "data.batch_size=32",
+            "optimizer.nesterov=false",
+            "optimizer.momentum=0.0",
+            "schedule.name=constant",
+            "run.precision=float32",
+            f"run.name={name}",
+            "model.hidden=128",
+        )
         result = keras_cnn.train(cfg, verbose=0)
         with open(tmp_path / name / "layer_stats.csv") as f:
             rows = list(csv.DictReader(f))
@@ -162,7 +200,9 @@ def test_the_checks_sample_every_class_of_a_folder_listed_class_by_class(cifar_f
     from keras_cnn.config import TrainConfig, apply_overrides
     from keras_cnn.data import prepare_data
 
-    cfg = apply_overrides(TrainConfig(), ["data.dataset=cifar10", f"data.data_dir={cifar_folder}", "data.batch_size=16"])
+    cfg = apply_overrides(
+        TrainConfig(), ["data.dataset=cifar10", f"data.data_dir={cifar_folder}", "data.batch_size=16"]
+    )
     data = prepare_data(cfg.data)
     images, labels = check_sample(data, cfg, steps=10)
     assert len(images) == len(labels) == min(len(data.train), 2048)

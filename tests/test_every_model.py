@@ -2,6 +2,7 @@
 
 The default run takes one model per family; `-m slow` takes every registered model.
 """
+
 import json
 
 import pytest
@@ -21,9 +22,25 @@ def family_params():
 def test_a_model_trains_evaluates_exports_and_predicts(name, mnist_small, cifar_folder, tmp_path, capsys):
     data = mnist_small if name in MNIST_MODELS else cifar_folder
     dataset = "mnist" if name in MNIST_MODELS else "cifar10"
-    argv = ["--model", name, "--dataset", dataset, "--data-dir", str(data), "--output-dir", str(tmp_path), "--epochs", "1",
-            "--batch-size", "16", "--set", "run.steps_per_epoch=1", "--quiet",
-            "--set", "run.export=false"]  # export.py below writes the SavedModel; once is enough
+    argv = [
+        "--model",
+        name,
+        "--dataset",
+        dataset,
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--set",
+        "run.steps_per_epoch=1",
+        "--quiet",
+        "--set",
+        "run.export=false",
+    ]  # export.py below writes the SavedModel; once is enough
     assert train.main(argv) == 0, capsys.readouterr().err
     run = tmp_path / f"{name}-{dataset}"
     assert evaluate.main(["--run", str(run), "--output-dir", str(tmp_path / "eval")]) == 0, capsys.readouterr().err

@@ -5,6 +5,7 @@ Classes: 1 confinement, 2 one writer per run, 3 damaged runs and checkpoints, 4 
 (test_signals.py, real processes), 5 config values, 6 records that must agree, 7 images and
 arrays, 8 export and evaluate, 9 permissions, 10 the last line of defence.
 """
+
 import hashlib
 import json
 import os
@@ -16,7 +17,6 @@ import threading
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, child_env
 from PIL import Image
 
 import keras_cnn
@@ -24,6 +24,8 @@ from keras_cnn.cli import benchmark, evaluate, export, predict, train
 from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.run_dir import RunDir
 from tuning import sweep, tune
+
+from conftest import ROOT, child_env
 
 
 def snapshot(*roots):
@@ -62,8 +64,24 @@ def world(tmp_path_factory, mnist_npz):
 
 
 def train_argv(data, output_dir, *extra):
-    return ["--model", "linear", "--dataset", "mnist", "--data-dir", str(data), "--output-dir", str(output_dir),
-            "--epochs", "1", "--batch-size", "32", "--set", "run.steps_per_epoch=2", "--quiet", *extra]
+    return [
+        "--model",
+        "linear",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(output_dir),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--set",
+        "run.steps_per_epoch=2",
+        "--quiet",
+        *extra,
+    ]
 
 
 # --------------------------------------------------------------------------- 1. confinement
@@ -90,8 +108,17 @@ def test_confinement(case, world, capsys):
     if main is train.main:
         argv = train_argv(world["data"], world["results"], *extra)
     elif main is tune.main:
-        argv = ["--model", "linear", "--dataset", "mnist", "--data-dir", str(world["data"]), "--output-dir",
-                str(world["results"]), *extra]
+        argv = [
+            "--model",
+            "linear",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(world["data"]),
+            "--output-dir",
+            str(world["results"]),
+            *extra,
+        ]
     else:
         argv = ["--run", str(world["run"]), "--export-dir", str(world["exports"]), *extra]
     before = snapshot(world["root"])
@@ -104,8 +131,10 @@ def test_confinement(case, world, capsys):
 def test_sweep_names_are_confined(where, content, world, tmp_path, capsys):
     lab = tmp_path / "lab.toml"
     arm = "a/b" if where == "arm" else "a"
-    lab.write_text(f'{content}\n[base]\n"data.dataset" = "mnist"\n[arms."{arm}"]\n"model.name" = "linear"\n'
-                   '[arms.c]\n"model.name" = "mlp"\n')
+    lab.write_text(
+        f'{content}\n[base]\n"data.dataset" = "mnist"\n[arms."{arm}"]\n"model.name" = "linear"\n'
+        '[arms.c]\n"model.name" = "mlp"\n'
+    )
     before = snapshot(world["root"])
     rc, err = run_cli(sweep.main, [str(lab), "--output-dir", str(world["results"])], capsys)
     assert_one_line_error(rc, err, 2, "must be one folder name")
@@ -118,8 +147,10 @@ def test_sweep_names_are_confined(where, content, world, tmp_path, capsys):
 def test_a_second_writer_is_refused_naming_the_holder(world, capsys):
     before = snapshot(world["root"])
     with RunDir(world["run"]).lock():  # another process's lock: a separate open file description
-        for main, argv in ((train.main, train_argv(world["data"], world["results"], "--name", "done")),
-                           (export.main, ["--run", str(world["run"]), "--export-dir", str(world["exports"])])):
+        for main, argv in (
+            (train.main, train_argv(world["data"], world["results"], "--name", "done")),
+            (export.main, ["--run", str(world["run"]), "--export-dir", str(world["exports"])]),
+        ):
             rc, err = run_cli(main, argv, capsys)
             assert_one_line_error(rc, err, 2, f"pid {os.getpid()}")
             assert "in use by host" in err
@@ -144,9 +175,19 @@ def test_two_trainings_under_one_name_one_refuses(world, tmp_path, capsys):
             holding.set()
             release.wait(120)
 
-    cfg = apply_overrides(TrainConfig(), ["data.dataset=mnist", f"data.data_dir={world['data']}", "model.name=linear",
-                                          f"run.output_dir={tmp_path}", "run.name=twice", "run.epochs=1",
-                                          "run.steps_per_epoch=2", "run.precision=float32"])
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            "data.dataset=mnist",
+            f"data.data_dir={world['data']}",
+            "model.name=linear",
+            f"run.output_dir={tmp_path}",
+            "run.name=twice",
+            "run.epochs=1",
+            "run.steps_per_epoch=2",
+            "run.precision=float32",
+        ],
+    )
     first = threading.Thread(target=lambda: results.append(keras_cnn.train(cfg, callbacks=[HoldTheRun()], verbose=0)))
     first.start()
     try:
@@ -206,10 +247,20 @@ def damage(kind, run):
         raise AssertionError(kind)
 
 
-DAMAGE = ["config not JSON", "config is a list", "config without a config section", "config section of the wrong type",
-          "config from a newer keras_cnn", "config is a folder", "checkpoints is a file", "history is a folder",
-          "model.keras is a folder", "every checkpoint truncated", "every checkpoint's bytes flipped",
-          "the run folder is a file"]
+DAMAGE = [
+    "config not JSON",
+    "config is a list",
+    "config without a config section",
+    "config section of the wrong type",
+    "config from a newer keras_cnn",
+    "config is a folder",
+    "checkpoints is a file",
+    "history is a folder",
+    "model.keras is a folder",
+    "every checkpoint truncated",
+    "every checkpoint's bytes flipped",
+    "the run folder is a file",
+]
 
 
 @pytest.mark.parametrize("kind", DAMAGE)
@@ -254,7 +305,10 @@ CONFIG = {
     "a billion epochs": (["--epochs", "1000000000"], "run.epochs must be at most"),
     "zero batch": (["--batch-size", "0"], "data.batch_size must be at least 1"),
     "zero steps per call": (["--set", "run.steps_per_call=0"], "run.steps_per_call must be at least 1"),
-    "negative checkpoint interval": (["--set", "run.checkpoint_every_steps=-1"], "run.checkpoint_every_steps must be at least 1"),
+    "negative checkpoint interval": (
+        ["--set", "run.checkpoint_every_steps=-1"],
+        "run.checkpoint_every_steps must be at least 1",
+    ),
     "zero checkpoints kept": (["--set", "run.keep_checkpoints=0"], "run.keep_checkpoints must be at least 1"),
     "zero steps per epoch": (["--set", "run.steps_per_epoch=0"], "run.steps_per_epoch must be at least 1"),
     "zero train limit": (["--set", "data.train_limit=0"], "data.train_limit must be at least 1"),
@@ -271,9 +325,14 @@ CONFIG = {
     "zero decay epochs": (["--set", "schedule.decay_epochs=0"], "schedule.decay_epochs must be greater than 0"),
     "final fraction 1.5": (["--set", "schedule.final_fraction=1.5"], "schedule.final_fraction must be in [0, 1]"),
     "negative warm-up": (["--set", "schedule.warmup_epochs=-1"], "schedule.warmup_epochs must be at least 0"),
-    "unsorted boundaries": (["--schedule", "piecewise", "--set", "schedule.boundaries=5,2", "--set", "schedule.multipliers=0.1,0.01"],
-                            "increasing order"),
-    "boundaries without multipliers": (["--schedule", "piecewise", "--set", "schedule.boundaries=2"], "as many schedule.multipliers"),
+    "unsorted boundaries": (
+        ["--schedule", "piecewise", "--set", "schedule.boundaries=5,2", "--set", "schedule.multipliers=0.1,0.01"],
+        "increasing order",
+    ),
+    "boundaries without multipliers": (
+        ["--schedule", "piecewise", "--set", "schedule.boundaries=2"],
+        "as many schedule.multipliers",
+    ),
     "zero image size": (["--image-size", "0"], "data.image_size must be HxW with positive sizes"),
     "image size not a number": (["--image-size", "big"], "--image-size big: expected an integer"),
     "three-part image size": (["--image-size", "3x3x3"], "data.image_size must be HxW"),
@@ -296,9 +355,21 @@ CLI_COUNTS = {
     "tune with zero trials": (tune.main, ["--model", "mlp", "--max-trials", "0"], "at least 1"),
     "tune with negative epochs": (tune.main, ["--model", "mlp", "--epochs-per-trial", "-1"], "at least 1"),
     "tune with --top 0": (tune.main, ["--model", "mlp", "--top", "0"], "at least 1"),
-    "sweep with zero seeds": (sweep.main, ["tuning/labs/mlp_vs_linear.toml", "--seeds", "0"], "--seeds must be at least 1"),
-    "evaluate with batch 0": (evaluate.main, ["--run", "{run}", "--batch-size", "0"], "--batch-size must be at least 1"),
-    "predict with top-k 0": (predict.main, ["--model", "{run}/saved_model/1", "x.jpg", "--top-k", "0"], "--top-k must be at least 1"),
+    "sweep with zero seeds": (
+        sweep.main,
+        ["tuning/labs/mlp_vs_linear.toml", "--seeds", "0"],
+        "--seeds must be at least 1",
+    ),
+    "evaluate with batch 0": (
+        evaluate.main,
+        ["--run", "{run}", "--batch-size", "0"],
+        "--batch-size must be at least 1",
+    ),
+    "predict with top-k 0": (
+        predict.main,
+        ["--model", "{run}/saved_model/1", "x.jpg", "--top-k", "0"],
+        "--top-k must be at least 1",
+    ),
     "benchmark with zero repeats": (benchmark.main, ["--model", "resnet20", "--repeats", "0"], "at least 1"),
 }
 
@@ -307,7 +378,9 @@ CLI_COUNTS = {
 def test_every_cli_count_is_checked(case, world, capsys, monkeypatch):
     main, argv, needle = CLI_COUNTS[case]
     monkeypatch.chdir(ROOT)
-    argv = [a.format(run=world["run"]) for a in argv] + (["--output-dir", str(world["results"])] if main in (tune.main, sweep.main) else [])
+    argv = [a.format(run=world["run"]) for a in argv] + (
+        ["--output-dir", str(world["results"])] if main in (tune.main, sweep.main) else []
+    )
     before = snapshot(world["root"])
     rc, err = run_cli(main, argv, capsys)
     assert_one_line_error(rc, err, 2, needle)
@@ -337,8 +410,9 @@ def test_an_edited_history_is_replaced_by_the_checkpoints_record(world, tmp_path
 
 
 def test_an_old_checkpoint_without_its_history_is_refused(writable_copy, monkeypatch, capsys):
-    from conftest import FIXTURES
     from test_compat import ARGS
+
+    from conftest import FIXTURES
 
     monkeypatch.chdir(ROOT)
     runs = writable_copy(FIXTURES / "schema1_runs")
@@ -375,9 +449,16 @@ def npz_case(path, kind):
         path.write_bytes(path.read_bytes()[:150])
 
 
-ARRAYS = {"NaN pixels": "NaN or infinite", "infinite pixels": "NaN or infinite", "an object array": "Python objects",
-          "a bare .npy named .npz": "not an .npz archive", "an empty file": "cannot read",
-          "5-D images": "expected (N, H, W)", "string pixels": "store pixels as uint8", "a truncated archive": "cannot read"}
+ARRAYS = {
+    "NaN pixels": "NaN or infinite",
+    "infinite pixels": "NaN or infinite",
+    "an object array": "Python objects",
+    "a bare .npy named .npz": "not an .npz archive",
+    "an empty file": "cannot read",
+    "5-D images": "expected (N, H, W)",
+    "string pixels": "store pixels as uint8",
+    "a truncated archive": "cannot read",
+}
 
 
 @pytest.mark.parametrize("kind", list(ARRAYS))
@@ -385,8 +466,11 @@ def test_bad_arrays_are_refused_in_one_line(kind, world, tmp_path, capsys):
     data = tmp_path / "data.npz"
     npz_case(data, kind)
     before = snapshot(world["root"])
-    rc, err = run_cli(train.main, train_argv(data, world["results"], "--name", "new", "--set", "data.val_size=2",
-                                             "--batch-size", "2"), capsys)
+    rc, err = run_cli(
+        train.main,
+        train_argv(data, world["results"], "--name", "new", "--set", "data.val_size=2", "--batch-size", "2"),
+        capsys,
+    )
     assert_one_line_error(rc, err, 2, ARRAYS[kind])
     assert snapshot(world["root"]) == before
 
@@ -413,8 +497,11 @@ def test_a_fifo_named_jpg_is_skipped_not_waited_on(world, tmp_path, capsys):
     data = image_folder(tmp_path / "imgs")
     os.mkfifo(data / "a" / "hang.jpg")
     (data / "b" / "folder.jpg").mkdir()
-    rc, err = run_cli(train.main, train_argv(data, tmp_path / "out", "--dataset", "x", "--batch-size", "2",
-                                             "--set", "data.val_size=2"), capsys)
+    rc, err = run_cli(
+        train.main,
+        train_argv(data, tmp_path / "out", "--dataset", "x", "--batch-size", "2", "--set", "data.val_size=2"),
+        capsys,
+    )
     assert rc == 0, err
 
 
@@ -446,17 +533,37 @@ def truncate(path, keep=100):
 
 
 EXPORT = {
-    "export a truncated model.keras": (export.main, "model.keras", ["--run", "{run}", "--export-dir", "{exports}"], "model.keras"),
+    "export a truncated model.keras": (
+        export.main,
+        "model.keras",
+        ["--run", "{run}", "--export-dir", "{exports}"],
+        "model.keras",
+    ),
     "evaluate a truncated model.keras": (evaluate.main, "model.keras", ["--run", "{run}"], "model.keras"),
-    "export a truncated checkpoint": (export.main, "checkpoints/ckpt-e0001-b000000.npz",
-                                      ["--run", "{run}", "--checkpoint", "{run}/checkpoints/ckpt-e0001-b000000.npz",
-                                       "--export-dir", "{exports}"], "ckpt-e0001-b000000.npz"),
-    "export with damaged normalization": (export.main, "normalization.json", ["--run", "{run}", "--export-dir", "{exports}"],
-                                          "normalization.json"),
-    "evaluate a truncated SavedModel": (evaluate.main, "saved_model/1/saved_model.pb", ["--saved-model", "{run}/saved_model/1"],
-                                        "saved_model"),
-    "predict with a truncated SavedModel": (predict.main, "saved_model/1/saved_model.pb",
-                                            ["--model", "{run}/saved_model/1", "{run}/normalization.json"], "saved_model"),
+    "export a truncated checkpoint": (
+        export.main,
+        "checkpoints/ckpt-e0001-b000000.npz",
+        ["--run", "{run}", "--checkpoint", "{run}/checkpoints/ckpt-e0001-b000000.npz", "--export-dir", "{exports}"],
+        "ckpt-e0001-b000000.npz",
+    ),
+    "export with damaged normalization": (
+        export.main,
+        "normalization.json",
+        ["--run", "{run}", "--export-dir", "{exports}"],
+        "normalization.json",
+    ),
+    "evaluate a truncated SavedModel": (
+        evaluate.main,
+        "saved_model/1/saved_model.pb",
+        ["--saved-model", "{run}/saved_model/1"],
+        "saved_model",
+    ),
+    "predict with a truncated SavedModel": (
+        predict.main,
+        "saved_model/1/saved_model.pb",
+        ["--model", "{run}/saved_model/1", "{run}/normalization.json"],
+        "saved_model",
+    ),
     "export into a file": (export.main, None, ["--run", "{run}", "--export-dir", "{run}/normalization.json"], "cannot"),
 }
 
@@ -480,10 +587,12 @@ def test_a_full_disk_during_export_keeps_earlier_versions_and_leaves_no_staging(
     exports = tmp_path / "exports"
     shutil.copytree(world["exports"], exports)
     before = snapshot(exports)
-    script = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
-              "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY));"
-              "from keras_cnn.cli.export import main;"
-              f"sys.exit(main(['--run', {str(world['run'])!r}, '--export-dir', {str(exports)!r}]))")
+    script = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY));"
+        "from keras_cnn.cli.export import main;"
+        f"sys.exit(main(['--run', {str(world['run'])!r}, '--export-dir', {str(exports)!r}]))"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=child_env())
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1 and "free some space" in errors[0], done.stderr[-2000:]
@@ -521,12 +630,20 @@ print(sorted(modes))
 
 # keras_cnn reads the umask once, at import (reading it means setting it, which would race other threads),
 # so each umask needs a process of its own; 0o027 tells a hard-coded 0644 from an honoured umask.
-@pytest.mark.parametrize("umask,file_mode,dir_mode", [pytest.param(0o022, "0o644", "0o755", marks=pytest.mark.slow),
-                                                      (0o027, "0o640", "0o750")])
+@pytest.mark.parametrize(
+    "umask,file_mode,dir_mode",
+    [pytest.param(0o022, "0o644", "0o755", marks=pytest.mark.slow), (0o027, "0o640", "0o750")],
+)
 def test_files_and_folders_honour_the_umask(umask, file_mode, dir_mode, mnist_small, tmp_path):
     """A serving process running as another user must be able to read an export (mkstemp makes 0600)."""
-    done = subprocess.run([sys.executable, "-c", PERMISSIONS_SCRIPT, str(mnist_small), str(tmp_path)], capture_output=True,
-                          text=True, timeout=300, env=child_env(), preexec_fn=lambda: os.umask(umask))
+    done = subprocess.run(
+        [sys.executable, "-c", PERMISSIONS_SCRIPT, str(mnist_small), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+        preexec_fn=lambda: os.umask(umask),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     modes = eval(done.stdout.strip().splitlines()[-1])
     assert modes == [("d", dir_mode), ("f", file_mode)], modes

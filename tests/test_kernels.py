@@ -1,4 +1,5 @@
 """Each speed kernel computes what the plain Keras path computes; the switch turns them all off."""
+
 import keras
 import numpy as np
 import pytest
@@ -72,8 +73,10 @@ def force_swap(monkeypatch):
     monkeypatch.setattr(conv, "FORCE_SWAP", True)
 
 
-@pytest.mark.parametrize("size,c_in,c_out,kernel,padding", [(4, 256, 256, 3, "same"), (8, 64, 128, 3, "same"),
-                                                             (4, 128, 96, 2, "same"), (6, 128, 128, 3, "valid")])
+@pytest.mark.parametrize(
+    "size,c_in,c_out,kernel,padding",
+    [(4, 256, 256, 3, "same"), (8, 64, 128, 3, "same"), (4, 128, 96, 2, "same"), (6, 128, 128, 3, "valid")],
+)
 def test_conv2d_swapped_kernel_gradient_is_exact_to_bfloat16_rounding(size, c_in, c_out, kernel, padding, force_swap):
     """Output and input gradient bit-identical to keras.layers.Conv2D; the kernel gradient within
     bfloat16 rounding of the float64 gradient of the same bfloat16 inputs. (Keras's own bfloat16
@@ -97,15 +100,22 @@ def test_conv2d_swapped_kernel_gradient_is_exact_to_bfloat16_rounding(size, c_in
     np.testing.assert_array_equal(dx_ours, dx_theirs)
     x16 = tf.cast(tf.cast(x, tf.bfloat16), tf.float64)
     dy = tf.cast(tf.cast(tf.broadcast_to(weights, y_ours.shape), tf.bfloat16), tf.float64)
-    exact = tf.raw_ops.Conv2DBackpropFilter(input=x16, filter_sizes=[kernel, kernel, c_in, c_out], out_backprop=dy,
-                                            strides=[1, 1, 1, 1], padding=padding.upper()).numpy()
+    exact = tf.raw_ops.Conv2DBackpropFilter(
+        input=x16,
+        filter_sizes=[kernel, kernel, c_in, c_out],
+        out_backprop=dy,
+        strides=[1, 1, 1, 1],
+        padding=padding.upper(),
+    ).numpy()
     np.testing.assert_allclose(dk_ours, exact, atol=8e-3 * np.abs(exact).max())
     assert "Conv2DBackpropFilter" not in op_types(kernel_gradient(ours, x), x)
     with kernels.disabled():
         assert "Conv2DBackpropFilter" in op_types(kernel_gradient(ours, x), x)
 
 
-@pytest.mark.parametrize("dtype,size,c_in", [("float32", 4, 256), ("mixed_bfloat16", 16, 256), ("mixed_bfloat16", 4, 32)])
+@pytest.mark.parametrize(
+    "dtype,size,c_in", [("float32", 4, 256), ("mixed_bfloat16", 16, 256), ("mixed_bfloat16", 4, 32)]
+)
 def test_conv2d_keeps_tensorflows_kernel_gradient_off_the_measured_shapes(dtype, size, c_in, force_swap):
     """float32, large feature maps and narrow layers use TensorFlow's own weight-gradient kernel."""
     layer = Conv2D(128, 3, padding="same", dtype=dtype)
@@ -179,8 +189,11 @@ def test_the_evaluation_pass_equals_the_models_own_numbers(strategy_name):
     from keras_cnn.training.build import build_training
     from keras_cnn.training.strategy import get_strategy
 
-    cfg = TrainConfig().replace(model={"name": "mlp", "options": {"hidden": (32,), "batch_norm": True}},
-                                data={"batch_size": 16}, run={"precision": "float32", "strategy": strategy_name})
+    cfg = TrainConfig().replace(
+        model={"name": "mlp", "options": {"hidden": (32,), "batch_norm": True}},
+        data={"batch_size": 16},
+        run={"precision": "float32", "strategy": strategy_name},
+    )
     strategy = get_strategy(strategy_name)
     built = build_training(cfg, image_shape=(6, 6, 1), num_classes=7, steps_per_epoch=1, strategy=strategy)
     rng = np.random.default_rng(0)
@@ -190,5 +203,6 @@ def test_the_evaluation_pass_equals_the_models_own_numbers(strategy_name):
     logits = built.model(x, training=False).numpy()
     loss = tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True).numpy().mean()
     top5 = np.mean([label in np.argsort(-row)[:5] for row, label in zip(logits, y)])
-    np.testing.assert_allclose([got["loss"], got["accuracy"], got["top5_accuracy"]],
-                               [loss, np.mean(logits.argmax(1) == y), top5], rtol=1e-5)
+    np.testing.assert_allclose(
+        [got["loss"], got["accuracy"], got["top5_accuracy"]], [loss, np.mean(logits.argmax(1) == y), top5], rtol=1e-5
+    )

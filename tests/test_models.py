@@ -1,4 +1,5 @@
 """One harness over list_models(): shapes, finiteness, serialization, golden parameter counts."""
+
 import keras
 import numpy as np
 import pytest
@@ -63,7 +64,9 @@ def test_golden_parameter_counts(name, shape, classes, options, expected):
     assert trainable(create_model(name, shape, classes, **options)) == expected
 
 
-@pytest.mark.parametrize("name,millions", [("resnet32", 0.46), ("resnet44", 0.66), ("resnet56", 0.85), ("resnet110", 1.7)])
+@pytest.mark.parametrize(
+    "name,millions", [("resnet32", 0.46), ("resnet44", 0.66), ("resnet56", 0.85), ("resnet110", 1.7)]
+)
 def test_deep_cifar_resnets_match_the_paper(name, millions):
     for shortcut in ("identity", "projection"):
         count = trainable(create_model(name, CIFAR_SHAPE, 10, shortcut=shortcut))
@@ -98,20 +101,38 @@ FAN = 256  # a 256 -> 256 dense kernel: fan_in = fan_out = 256, 65,536 draws
 
 # What each name in models.layers.INITIALIZERS promises; the test runs over that table, so a new
 # initializer without a promise here fails.
-PROMISES = dict([
-    ("zeros", lambda w: not w.any()),
-    ("constant", lambda w: np.all(w == np.float32(0.1))),
-    ("random_normal", lambda w: abs(w.std() - 0.01) < 5e-4 and abs(w.mean()) < 5e-4),  # CS231n's "small random"
-    ("uniform", lambda w: np.abs(w).max() <= 0.05 and abs(w.std() - 0.05 / np.sqrt(3)) < 1e-3),
-    ("glorot_uniform", lambda w: np.abs(w).max() <= np.sqrt(6 / (2 * FAN)) and abs(w.std() - np.sqrt(2 / (2 * FAN))) < 2e-3),
-    # Keras's fan-in normals are truncated at 2 std (std scaled back up): std sqrt(s / fan_in), no draw beyond 2 std.
-    ("lecun_normal", lambda w: abs(w.std() - np.sqrt(1 / FAN)) < 2e-3 and np.abs(w).max() <= 2.01 * np.sqrt(1 / FAN) / 0.87962566),
-    ("he_normal", lambda w: abs(w.std() - np.sqrt(2 / FAN)) < 3e-3 and np.abs(w).max() <= 2.01 * np.sqrt(2 / FAN) / 0.87962566),
-    ("orthogonal", lambda w: np.allclose(w.T @ w, np.eye(FAN), atol=1e-4)),
-    ("identity", lambda w: np.array_equal(w, np.eye(FAN))),
-    ("truncated_normal", lambda w: np.abs(w).max() <= 2 * 0.05 + 1e-6 and 0.035 < w.std() < 0.05),  # the TF tutorial's
-    ("lecun_uniform", lambda w: np.abs(w).max() <= np.sqrt(3 / FAN) and abs(w.std() - np.sqrt(1 / FAN)) < 2e-3),
-])
+PROMISES = dict(
+    [
+        ("zeros", lambda w: not w.any()),
+        ("constant", lambda w: np.all(w == np.float32(0.1))),
+        ("random_normal", lambda w: abs(w.std() - 0.01) < 5e-4 and abs(w.mean()) < 5e-4),  # CS231n's "small random"
+        ("uniform", lambda w: np.abs(w).max() <= 0.05 and abs(w.std() - 0.05 / np.sqrt(3)) < 1e-3),
+        (
+            "glorot_uniform",
+            lambda w: np.abs(w).max() <= np.sqrt(6 / (2 * FAN)) and abs(w.std() - np.sqrt(2 / (2 * FAN))) < 2e-3,
+        ),
+        # Keras's fan-in normals are truncated at 2 std (std scaled back up): std sqrt(s / fan_in), no draw beyond 2 std.
+        (
+            "lecun_normal",
+            lambda w: (
+                abs(w.std() - np.sqrt(1 / FAN)) < 2e-3 and np.abs(w).max() <= 2.01 * np.sqrt(1 / FAN) / 0.87962566
+            ),
+        ),
+        (
+            "he_normal",
+            lambda w: (
+                abs(w.std() - np.sqrt(2 / FAN)) < 3e-3 and np.abs(w).max() <= 2.01 * np.sqrt(2 / FAN) / 0.87962566
+            ),
+        ),
+        ("orthogonal", lambda w: np.allclose(w.T @ w, np.eye(FAN), atol=1e-4)),
+        ("identity", lambda w: np.array_equal(w, np.eye(FAN))),
+        (
+            "truncated_normal",
+            lambda w: np.abs(w).max() <= 2 * 0.05 + 1e-6 and 0.035 < w.std() < 0.05,
+        ),  # the TF tutorial's
+        ("lecun_uniform", lambda w: np.abs(w).max() <= np.sqrt(3 / FAN) and abs(w.std() - np.sqrt(1 / FAN)) < 2e-3),
+    ]
+)
 
 
 @pytest.mark.parametrize("init", INITIALIZERS)
@@ -201,15 +222,29 @@ def test_every_model_reloads_in_a_fresh_process_with_equal_outputs(tmp_path):
     inputs, expected, paths = {}, {}, []
     for name in list_models():
         keras.utils.set_random_seed(0)
-        model = create_model(name, input_shape(name), 10, dropout=0.1) if "dropout" in model_options(name) else \
-            create_model(name, input_shape(name), 10)
+        model = (
+            create_model(name, input_shape(name), 10, dropout=0.1)
+            if "dropout" in model_options(name)
+            else create_model(name, input_shape(name), 10)
+        )
         x = np.random.default_rng(1).normal(size=(2, *input_shape(name))).astype("float32")
         inputs[model.name], expected[model.name] = x, model(x, training=False).numpy()
         paths.append(str(tmp_path / f"{name}.keras"))
         model.save(paths[-1])
     np.savez(tmp_path / "inputs.npz", **inputs)
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "reload_models.py"), str(tmp_path / "out.npz"),
-                           str(tmp_path / "inputs.npz"), *paths], env=child_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "helpers" / "reload_models.py"),
+            str(tmp_path / "out.npz"),
+            str(tmp_path / "inputs.npz"),
+            *paths,
+        ],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     reloaded = np.load(tmp_path / "out.npz")
     assert sorted(reloaded.files) == sorted(expected)
@@ -221,8 +256,12 @@ def test_the_learning_rate_schedule_round_trips_through_keras_serialization():
     from keras_cnn.config import ScheduleConfig
     from keras_cnn.training.optim import Schedule
 
-    schedule = Schedule(0.1, ScheduleConfig(name="piecewise", warmup_epochs=1.0, boundaries=(2.0, 4.0),
-                                            multipliers=(0.1, 0.01)), steps_per_epoch=10, total_steps=60)
+    schedule = Schedule(
+        0.1,
+        ScheduleConfig(name="piecewise", warmup_epochs=1.0, boundaries=(2.0, 4.0), multipliers=(0.1, 0.01)),
+        steps_per_epoch=10,
+        total_steps=60,
+    )
     rebuilt = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     steps = tf.range(60, dtype=tf.float32)
     np.testing.assert_allclose(rebuilt(steps).numpy(), schedule(steps).numpy())

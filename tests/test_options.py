@@ -66,8 +66,12 @@ def test_every_schedule_is_finite_positive_and_extends_only_if_length_free(name)
     assert np.allclose(short, long) == SCHEDULES[name].extendable  # extendable: the run's length changes nothing
     for field in SCHEDULES[name].fields():
         assert field in ScheduleConfig.__dataclass_fields__
-    cfg = validate(apply_overrides(TrainConfig(), [f"schedule.name={name}"] + [
-        f"schedule.{k}={','.join(map(str, v))}" for k, v in fields.items()]))
+    cfg = validate(
+        apply_overrides(
+            TrainConfig(),
+            [f"schedule.name={name}"] + [f"schedule.{k}={','.join(map(str, v))}" for k, v in fields.items()],
+        )
+    )
     assert TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
 
 
@@ -76,12 +80,17 @@ def test_every_schedule_is_finite_positive_and_extends_only_if_length_free(name)
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_every_optimizer_validates_builds_and_lowers_the_loss(name):
-    cfg = validate(apply_overrides(TrainConfig(), [f"optimizer.name={name}", "optimizer.learning_rate=0.05",
-                                                   "optimizer.weight_decay=1e-3", "model.name=mlp"]))
+    cfg = validate(
+        apply_overrides(
+            TrainConfig(),
+            [f"optimizer.name={name}", "optimizer.learning_rate=0.05", "optimizer.weight_decay=1e-3", "model.name=mlp"],
+        )
+    )
     model = create_model("mlp", (4, 4, 1), 3, hidden=(8,), **built_options(cfg))
     assert bool(model.losses) != OPTIMIZERS[name].decoupled_decay  # L2 or decoupled decay, never both
-    optimizer, _ = build_optimizer(cfg.optimizer, cfg.schedule, num_replicas=1, steps_per_epoch=10, total_steps=10,
-                                   precision="float32")
+    optimizer, _ = build_optimizer(
+        cfg.optimizer, cfg.schedule, num_replicas=1, steps_per_epoch=10, total_steps=10, precision="float32"
+    )
     keras.utils.set_random_seed(0)
     x = tf.random.normal((32, 4, 4, 1))
     y = tf.constant(np.arange(32) % 3)
@@ -148,7 +157,9 @@ def test_every_model_option_is_a_flag_a_set_key_and_a_config_json_field(option, 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_refuses_an_option_it_does_not_take(name):
     foreign = next(o for o in all_options() if o not in model_options(name) and not all_options()[o].spec.fed_by)
-    cfg = apply_overrides(TrainConfig(), [f"model.name={name}", f"model.{foreign}={_text(_value(all_options()[foreign]))}"])
+    cfg = apply_overrides(
+        TrainConfig(), [f"model.name={name}", f"model.{foreign}={_text(_value(all_options()[foreign]))}"]
+    )
     with pytest.raises(UsageError, match=f"has no option '{foreign}'"):
         validate(cfg)
 
@@ -166,8 +177,10 @@ def test_weight_decay_is_the_optimizers_field_fed_to_the_model():
 
 
 def test_a_schema_1_config_migrates_to_model_options():
-    v1 = {"model": {"name": "mlp", "hidden": [100, 100], "dropout": 0.1, "activation": None, "shortcut": None},
-          "optimizer": {"name": "sgd"}}
+    v1 = {
+        "model": {"name": "mlp", "hidden": [100, 100], "dropout": 0.1, "activation": None, "shortcut": None},
+        "optimizer": {"name": "sgd"},
+    }
     assert upgrade_config(v1)["model"] == {"name": "mlp", "options": {"hidden": [100, 100], "dropout": 0.1}}
     cfg = TrainConfig.from_dict(v1)
     assert cfg.model.options == {"hidden": (100, 100), "dropout": 0.1}

@@ -1,4 +1,5 @@
 """What needs real processes: SIGKILL and resume, two workers under MultiWorkerMirroredStrategy."""
+
 import csv
 import json
 import signal
@@ -10,20 +11,46 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, child_env
 
 from keras_cnn.cli import prepare
 from keras_cnn.config import TrainConfig, apply_overrides
+
+from conftest import ROOT, child_env
 
 HELPER = ROOT / "tests" / "helpers" / "train_and_dump.py"
 
 
 def train_argv(data_dir, output_dir):
     return [
-        sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "mlp", "--hidden", "256",
-        "--dataset", "mnist", "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--name", "kill",
-        "--epochs", "3", "--batch-size", "8", "--lr", "0.02", "--schedule", "cosine", "--ema",
-        "--set", "run.steps_per_call=1", "--set", "run.checkpoint_every_steps=4", "--set", "model.dropout=0.1",
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "--model",
+        "mlp",
+        "--hidden",
+        "256",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data_dir),
+        "--output-dir",
+        str(output_dir),
+        "--name",
+        "kill",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.02",
+        "--schedule",
+        "cosine",
+        "--ema",
+        "--set",
+        "run.steps_per_call=1",
+        "--set",
+        "run.checkpoint_every_steps=4",
+        "--set",
+        "model.dropout=0.1",
     ]
 
 
@@ -55,8 +82,9 @@ def kill_mid_epoch(argv, run_dir):
 def kill_before_a_rename(argv, run_dir):
     """KERAS_CNN_FAULT: the process SIGKILLs itself between writing its 30th file (a checkpoint, midway through
     epoch 2) to a temp name and renaming it into place."""
-    return subprocess.run(argv, env=child_env(KERAS_CNN_FAULT="before_rename:30"), capture_output=True,
-                          timeout=600).returncode
+    return subprocess.run(
+        argv, env=child_env(KERAS_CNN_FAULT="before_rename:30"), capture_output=True, timeout=600
+    ).returncode
 
 
 @pytest.mark.parametrize("kill", [kill_mid_epoch, kill_before_a_rename], ids=["mid_epoch", "before_a_rename"])
@@ -78,8 +106,12 @@ def test_sigkill_then_rerun_matches_uninterrupted(kill, mnist_small, tmp_path, u
         np.testing.assert_allclose(a, b, atol=1e-5)
     runs = list(csv.DictReader(open(tmp_path / "runs.csv")))
     assert [r["status"] for r in runs] == ["finished"]
-    leftovers = [p.name for d in (run_dir, run_dir / "checkpoints", run_dir / "saved_model") for p in d.iterdir()
-                 if p.name.startswith(".")]
+    leftovers = [
+        p.name
+        for d in (run_dir, run_dir / "checkpoints", run_dir / "saved_model")
+        for p in d.iterdir()
+        if p.name.startswith(".")
+    ]
     assert not leftovers  # the temp file the kill left behind is gone
 
 
@@ -98,25 +130,47 @@ def free_ports(n):
 @pytest.mark.parametrize("source", [pytest.param("in_memory", marks=pytest.mark.slow), "prepared_shards"])
 def test_two_workers_on_localhost_end_with_identical_weights(source, mnist_small, cifar_folder, tmp_path):
     if source == "in_memory":
-        data = ["data.dataset=mnist", f"data.data_dir={mnist_small}", "model.name=mlp", "model.hidden=64",
-                "run.steps_per_epoch=8", "data.batch_size=64"]
+        data = [
+            "data.dataset=mnist",
+            f"data.data_dir={mnist_small}",
+            "model.name=mlp",
+            "model.hidden=64",
+            "run.steps_per_epoch=8",
+            "data.batch_size=64",
+        ]
     else:  # streamed from shards, whole epochs: both workers must reach the same step count or the all-reduce hangs
-        assert prepare.main([str(cifar_folder.parent), str(tmp_path / "shards"), "--shard-size", "60KB", "--quiet"]) == 0
+        assert (
+            prepare.main([str(cifar_folder.parent), str(tmp_path / "shards"), "--shard-size", "60KB", "--quiet"]) == 0
+        )
         data = ["data.dataset=cifar10", f"data.data_dir={tmp_path / 'shards'}", "model.name=cnn", "data.batch_size=32"]
-    cfg = apply_overrides(TrainConfig(), data + [
-        f"run.output_dir={tmp_path / 'runs'}", "model.batch_norm=true", "model.dropout=0.1",
-        "optimizer.weight_decay=5e-4", "optimizer.learning_rate=0.05", "run.strategy=multi_worker", "run.epochs=2",
-    ])
+    cfg = apply_overrides(
+        TrainConfig(),
+        data
+        + [
+            f"run.output_dir={tmp_path / 'runs'}",
+            "model.batch_norm=true",
+            "model.dropout=0.1",
+            "optimizer.weight_decay=5e-4",
+            "optimizer.learning_rate=0.05",
+            "run.strategy=multi_worker",
+            "run.epochs=2",
+        ],
+    )
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(cfg.to_dict()))
     cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(subprocess.Popen(
-            [sys.executable, str(HELPER), str(config_path), str(tmp_path / f"w{index}.npz")],
-            env=child_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(HELPER), str(config_path), str(tmp_path / f"w{index}.npz")],
+                env=child_env(TF_CONFIG=tf_config),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]

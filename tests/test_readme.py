@@ -1,12 +1,14 @@
 """The README is a test: every command in its ```bash and ```python blocks runs, in order, each in a
 fresh process, in a folder laid out like a checkout (../shared/data mapped to the committed fixtures),
 with KERAS_CNN_SMOKE=1. Lines marked `# not-tested: <reason>` are skipped, and only those."""
+
 import os
 import re
 import subprocess
 import sys
 
 import pytest
+
 from conftest import FIXTURES, ROOT, child_env
 
 FENCE = re.compile(r"```(bash|python)\n(.*?)```", re.S)
@@ -61,7 +63,13 @@ def test_readme_command(index, checkout):
     kind, command = COMMANDS[index]
     argv = ["bash", "-c", command] if kind == "bash" else [sys.executable, "-c", command]
     path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    done = subprocess.run(argv, cwd=checkout, capture_output=True, text=True, timeout=600,
-                          env=child_env(KERAS_CNN_SMOKE="1", PATH=path, KERAS_CNN_DATA_DIR=""))
+    done = subprocess.run(
+        argv,
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=child_env(KERAS_CNN_SMOKE="1", PATH=path, KERAS_CNN_DATA_DIR=""),
+    )
     assert done.returncode == 0, f"{command}\n--- exit {done.returncode}\n{done.stdout[-1500:]}\n{done.stderr[-2500:]}"
     assert "Traceback" not in done.stderr, done.stderr[-2500:]

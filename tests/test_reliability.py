@@ -4,6 +4,7 @@
 between writing a temp file and renaming it, or just before appending to runs.csv. The default run
 has one of each kind of training kill in test_processes.py, and a killed search in test_tuning.py.
 """
+
 import csv
 import os
 import random
@@ -16,16 +17,44 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, child_env
 
 from tuning.trials import read_trials
 
+from conftest import ROOT, child_env
+
 
 def train_argv(data, out):
-    return [sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "mlp", "--hidden", "64", "--dataset", "mnist",
-            "--data-dir", str(data), "--output-dir", str(out), "--name", "r", "--epochs", "3", "--batch-size", "16",
-            "--lr", "0.05", "--ema", "--precision", "float32", "--set", "run.checkpoint_every_steps=10",
-            "--set", "run.steps_per_call=2", "--set", "model.dropout=0.1"]
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "--model",
+        "mlp",
+        "--hidden",
+        "64",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--name",
+        "r",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.05",
+        "--ema",
+        "--precision",
+        "float32",
+        "--set",
+        "run.checkpoint_every_steps=10",
+        "--set",
+        "run.steps_per_call=2",
+        "--set",
+        "model.dropout=0.1",
+    ]
 
 
 def kill_once(argv, mode, rng, span):
@@ -48,8 +77,9 @@ def kill_once(argv, mode, rng, span):
         how = f"random {delay:.1f}s"
     else:
         site, count = mode
-        returncode = subprocess.run(argv, env=child_env(KERAS_CNN_FAULT=f"{site}:{count}"), capture_output=True,
-                                    timeout=600).returncode
+        returncode = subprocess.run(
+            argv, env=child_env(KERAS_CNN_FAULT=f"{site}:{count}"), capture_output=True, timeout=600
+        ).returncode
         how = f"{site}:{count}"
     assert returncode == -signal.SIGKILL, f"{how}: the process ended by itself (rc {returncode}) before the kill"
     return how
@@ -94,8 +124,13 @@ def train_cycles(mnist_npz, tmp_path, cycles):
         assert len(runs) == 1 and runs[0]["status"] == "finished", (how, runs)
         for a, b in zip(expected, weights(out / "r")):
             np.testing.assert_allclose(a, b, atol=1e-5, err_msg=how)
-        leftovers = [p for d in ("", "checkpoints", "saved_model") if (out / "r" / d).is_dir()
-                     for p in os.listdir(out / "r" / d) if p.startswith(".")]
+        leftovers = [
+            p
+            for d in ("", "checkpoints", "saved_model")
+            if (out / "r" / d).is_dir()
+            for p in os.listdir(out / "r" / d)
+            if p.startswith(".")
+        ]
         assert not leftovers, (how, leftovers)  # no temp files left behind
         survived.append(how)
     return survived
@@ -109,10 +144,34 @@ def test_training_survives_twenty_seeded_kills(mnist_npz, tmp_path):
 
 
 def search_argv(data, out):
-    return [sys.executable, str(ROOT / "scripts" / "tune.py"), "--model", "mlp", "--dataset", "mnist", "--data-dir", str(data),
-            "--output-dir", str(out), "--max-trials", "3", "--epochs-per-trial", "2", "--set", "model.hidden=32",
-            "--set", "data.batch_size=32", "--set", "run.steps_per_epoch=10",
-            "--set", "run.checkpoint_every_steps=5", "--set", "run.steps_per_call=5", "--set", "run.precision=float32"]
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "tune.py"),
+        "--model",
+        "mlp",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--max-trials",
+        "3",
+        "--epochs-per-trial",
+        "2",
+        "--set",
+        "model.hidden=32",
+        "--set",
+        "data.batch_size=32",
+        "--set",
+        "run.steps_per_epoch=10",
+        "--set",
+        "run.checkpoint_every_steps=5",
+        "--set",
+        "run.steps_per_call=5",
+        "--set",
+        "run.precision=float32",
+    ]
 
 
 def search_cycles(mnist_npz, tmp_path, cycles):

@@ -1,4 +1,5 @@
 """The results report: leaderboard, best trials, sweeps, report.md and report.png; unknown CSVs skipped."""
+
 import json
 
 import pandas as pd
@@ -8,14 +9,43 @@ from tuning import sweep, tune
 
 
 def test_report_ranks_runs_shows_searches_and_sweeps_and_skips_unknown_csv(mnist_small, tmp_path, capsys):
-    small = ["--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--epochs", "1", "--batch-size", "32", "--quiet"]
+    small = [
+        "--data-dir",
+        str(mnist_small),
+        "--output-dir",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--quiet",
+    ]
     assert train.main(["--model", "mlp", "--name", "good", "--lr", "0.05", *small]) == 0
     assert train.main(["--model", "linear", "--name", "slow", "--lr", "0.0001", *small]) == 0
-    assert tune.main(["--model", "mlp", "--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--max-trials", "2",
-                      "--epochs-per-trial", "1", "--set", "data.batch_size=64"]) == 0
+    assert (
+        tune.main(
+            [
+                "--model",
+                "mlp",
+                "--data-dir",
+                str(mnist_small),
+                "--output-dir",
+                str(tmp_path),
+                "--max-trials",
+                "2",
+                "--epochs-per-trial",
+                "1",
+                "--set",
+                "data.batch_size=64",
+            ]
+        )
+        == 0
+    )
     lab = tmp_path / "lab.toml"
-    lab.write_text('name = "lab"\n[base]\n"data.dataset" = "mnist"\n"run.epochs" = 1\n"data.batch_size" = 64\n'
-                   '[arms.a]\n"model.name" = "linear"\n[arms.b]\n"model.name" = "mlp"\n')
+    lab.write_text(
+        'name = "lab"\n[base]\n"data.dataset" = "mnist"\n"run.epochs" = 1\n"data.batch_size" = 64\n'
+        '[arms.a]\n"model.name" = "linear"\n[arms.b]\n"model.name" = "mlp"\n'
+    )
     assert sweep.main([str(lab), "--seeds", "1", "--data-dir", str(mnist_small), "--output-dir", str(tmp_path)]) == 0
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
     capsys.readouterr()

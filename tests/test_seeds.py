@@ -1,11 +1,11 @@
 """What the seed documents teach, as tools that give the right answer (docs/seeds.md lists every item)."""
+
 import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import mnist_config
 
 import keras_cnn
 from keras_cnn import diagnostics as d
@@ -13,6 +13,8 @@ from keras_cnn.cli import diagnose, params
 from keras_cnn.config import TrainConfig
 from keras_cnn.models import create_model
 from keras_cnn.models.layers import LocalResponseNormalization, NoisyReLU
+
+from conftest import mnist_config
 
 # ------------------------------------------------------------------------ the LR range test
 
@@ -30,7 +32,7 @@ def synthetic_curve(centre, noise, seed=0):
 def test_the_lr_finder_points_at_the_steepest_fall_of_a_known_curve(centre, noise):
     rates, losses = synthetic_curve(centre, noise)
     suggestion, lowest, stop = d.suggest_learning_rate(rates, losses)
-    assert 10 ** centre / 2 <= suggestion <= 10 ** centre * 2, (suggestion, lowest)
+    assert 10**centre / 2 <= suggestion <= 10**centre * 2, (suggestion, lowest)
     assert suggestion <= lowest / 3 and stop < len(rates)  # before the minimum, and the divergence was cut
 
 
@@ -44,14 +46,28 @@ def test_the_lr_finder_ignores_noise_spikes_after_the_fall():
 def test_the_suggested_rate_trains_the_mnist_mlp(mnist_npz, tmp_path):
     with np.load(mnist_npz) as f:
         x, y = f["x_train"][..., None], f["y_train"].astype("int32")
-    images = ((x.astype("float32") - 33.3) / 78.6)
-    cfg = TrainConfig().replace(model={"name": "mlp", "options": {"hidden": (100,)}}, data={"dataset": "mnist", "batch_size": 32},
-                                optimizer={"momentum": 0.9}, run={"precision": "float32"})
+    images = (x.astype("float32") - 33.3) / 78.6
+    cfg = TrainConfig().replace(
+        model={"name": "mlp", "options": {"hidden": (100,)}},
+        data={"dataset": "mnist", "batch_size": 32},
+        optimizer={"momentum": 0.9},
+        run={"precision": "float32"},
+    )
     check = d.lr_range_test(cfg, images, y, 10, steps=120)
     assert check.status == "pass" and 1e-3 <= check.value <= 1.0, check
-    result = keras_cnn.train(mnist_config(tmp_path.parent / "unused", tmp_path, f"optimizer.learning_rate={check.value}",
-                                          f"data.data_dir={mnist_npz}", "model.hidden=100", "schedule.name=constant",
-                                          "run.epochs=3", "data.batch_size=32"), verbose=0)
+    result = keras_cnn.train(
+        mnist_config(
+            tmp_path.parent / "unused",
+            tmp_path,
+            f"optimizer.learning_rate={check.value}",
+            f"data.data_dir={mnist_npz}",
+            "model.hidden=100",
+            "schedule.name=constant",
+            "run.epochs=3",
+            "data.batch_size=32",
+        ),
+        verbose=0,
+    )
     assert result.final_val_accuracy >= 0.8, (check.value, result.history)
 
 
@@ -63,7 +79,10 @@ def test_the_regularization_check_sees_a_sane_loss_on_resnet20():
     keras.utils.set_random_seed(0)
     images = tf.constant(np.random.default_rng(0).normal(size=(32, 32, 32, 3)).astype("float32"))
     labels = tf.constant(np.arange(32) % 10)
-    plain, regularized = create_model("resnet20", (32, 32, 3), 10), create_model("resnet20", (32, 32, 3), 10, weight_decay=1e-2)
+    plain, regularized = (
+        create_model("resnet20", (32, 32, 3), 10),
+        create_model("resnet20", (32, 32, 3), 10, weight_decay=1e-2),
+    )
     check = d.regularization_raises_loss_check(plain, regularized, images, labels)
     assert check.status == "pass" and float(check.detail.split()[1]) < 10, check
 
@@ -86,17 +105,32 @@ def test_lrn_settings_reach_the_layer_and_lrn_can_be_off(capsys):
     assert params.main(["--model", "alexnet", "--no-lrn"]) == 0 and "norm1" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("init,scale,check", [
-    ("random_normal", 1.0, lambda w: abs(w.std() - 1.0) < 0.02),  # CS231n's "std 1.0" saturation case
-    ("truncated_normal", 0.04, lambda w: abs(w.max()) <= 0.08 + 1e-6 and 0.03 < w.std() < 0.04),  # the TF tutorial's FC init
-    ("lecun_uniform", None, lambda w: np.abs(w).max() <= np.sqrt(3 / 256) and np.abs(w).max() > 0.9 * np.sqrt(3 / 256)),
-    ("uniform", 0.2, lambda w: np.abs(w).max() <= 0.2 and np.abs(w).max() > 0.19),
-    ("he_normal", 0.5, lambda w: abs(w.std() - np.sqrt(1.0 / 256)) < 2e-3),  # variance factor 2 * 0.5
-])
+@pytest.mark.parametrize(
+    "init,scale,check",
+    [
+        ("random_normal", 1.0, lambda w: abs(w.std() - 1.0) < 0.02),  # CS231n's "std 1.0" saturation case
+        (
+            "truncated_normal",
+            0.04,
+            lambda w: abs(w.max()) <= 0.08 + 1e-6 and 0.03 < w.std() < 0.04,
+        ),  # the TF tutorial's FC init
+        (
+            "lecun_uniform",
+            None,
+            lambda w: np.abs(w).max() <= np.sqrt(3 / 256) and np.abs(w).max() > 0.9 * np.sqrt(3 / 256),
+        ),
+        ("uniform", 0.2, lambda w: np.abs(w).max() <= 0.2 and np.abs(w).max() > 0.19),
+        ("he_normal", 0.5, lambda w: abs(w.std() - np.sqrt(1.0 / 256)) < 2e-3),  # variance factor 2 * 0.5
+    ],
+)
 def test_the_initializers_scale_is_settable(init, scale, check):
     keras.utils.set_random_seed(0)
     options = {"init_scale": scale} if scale else {}
-    kernel = create_model("mlp", (16, 16, 1), 3, hidden=[256], kernel_initializer=init, **options).get_layer("fc1").kernel.numpy()
+    kernel = (
+        create_model("mlp", (16, 16, 1), 3, hidden=[256], kernel_initializer=init, **options)
+        .get_layer("fc1")
+        .kernel.numpy()
+    )
     assert check(kernel), (init, kernel.std(), np.abs(kernel).max())
 
 
@@ -138,10 +172,28 @@ def test_weight_decay_on_the_dense_layers_only():
 # ------------------------------------------------------------------------ what convnets learn
 
 
-def test_diagnose_draws_filters_activation_maps_and_saliency_of_a_trained_run(trained_cifar, cifar_folder, tmp_path, capsys):
+def test_diagnose_draws_filters_activation_maps_and_saliency_of_a_trained_run(
+    trained_cifar, cifar_folder, tmp_path, capsys
+):
     image = cifar_folder / "cat" / "0000.jpg"
-    assert diagnose.main(["--run", trained_cifar.run_dir, "--visualize", str(image), "--output-dir", str(tmp_path),
-                          "--layers", "conv1_out", "conv4_block3_out", "--class", "cat"]) == 0
+    assert (
+        diagnose.main(
+            [
+                "--run",
+                trained_cifar.run_dir,
+                "--visualize",
+                str(image),
+                "--output-dir",
+                str(tmp_path),
+                "--layers",
+                "conv1_out",
+                "conv4_block3_out",
+                "--class",
+                "cat",
+            ]
+        )
+        == 0
+    )
     for name in ("filters.png", "activation_maps.png", "saliency.png"):
         assert (tmp_path / name).stat().st_size > 2000, name
     assert "filters.png (16 of conv1_conv)" in capsys.readouterr().out
@@ -151,5 +203,18 @@ def test_diagnose_draws_filters_activation_maps_and_saliency_of_a_trained_run(tr
     x = np.random.default_rng(0).normal(size=(32, 32, 3)).astype("float32")
     saliency = visualize.class_saliency(model, x, 3)
     assert saliency.shape == (32, 32) and saliency.max() > 0
-    assert diagnose.main(["--run", trained_cifar.run_dir, "--visualize", str(image), "--output-dir", str(tmp_path),
-                          "--layers", "nope"]) == 2
+    assert (
+        diagnose.main(
+            [
+                "--run",
+                trained_cifar.run_dir,
+                "--visualize",
+                str(image),
+                "--output-dir",
+                str(tmp_path),
+                "--layers",
+                "nope",
+            ]
+        )
+        == 2
+    )

@@ -1,6 +1,7 @@
 """Fault class 4, signals, with real processes: SIGINT and SIGTERM stop after a checkpoint with one line
 and exit 130 / 143; the rerun ends where an uninterrupted run ends; searches, sweeps and workers stop
 as a whole."""
+
 import json
 import signal
 import subprocess
@@ -10,18 +11,47 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, child_env
 from test_processes import free_ports
 
 from keras_cnn.run_dir import RunDir
 from tuning.trials import read_trials
 
+from conftest import ROOT, child_env
+
 
 def train_argv(data, out, *extra, ema=True):
-    return [sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "mlp", "--hidden", "64", "--dataset", "mnist",
-            "--data-dir", str(data), "--output-dir", str(out), "--name", "r", "--epochs", "4", "--batch-size", "8",
-            "--lr", "0.02", "--precision", "float32", "--set", "run.steps_per_call=1", *(["--ema"] if ema else []),
-            "--set", "run.checkpoint_every_steps=5", "--set", "model.dropout=0.1", *extra]
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "--model",
+        "mlp",
+        "--hidden",
+        "64",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--name",
+        "r",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.02",
+        "--precision",
+        "float32",
+        "--set",
+        "run.steps_per_call=1",
+        *(["--ema"] if ema else []),
+        "--set",
+        "run.checkpoint_every_steps=5",
+        "--set",
+        "model.dropout=0.1",
+        *extra,
+    ]
 
 
 def wait_for(path_glob, proc, timeout=120):
@@ -52,7 +82,8 @@ def uninterrupted(mnist_small, tmp_path_factory):
 
 @pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_checkpoints_says_where_and_the_rerun_ends_like_an_uninterrupted_run(
-        signum, status, mnist_small, tmp_path, uninterrupted):
+    signum, status, mnist_small, tmp_path, uninterrupted
+):
     argv = train_argv(mnist_small, tmp_path)
     ckpts = tmp_path / "r" / "checkpoints"
     rc, out, err = interrupt(argv, signum, lambda: ckpts.glob("ckpt-e0001-b0000[1-9]*.npz"))  # inside epoch 2
@@ -70,9 +101,30 @@ def test_a_signal_checkpoints_says_where_and_the_rerun_ends_like_an_uninterrupte
 
 def test_a_second_sigint_exits_at_once(mnist_small, tmp_path):
     # vgg11 at batch 1, a whole epoch (540 steps) per compiled call: the call outlasts both signals.
-    argv = [sys.executable, str(ROOT / "scripts" / "train.py"), "--model", "vgg11", "--image-size", "32", "--dataset", "mnist",
-            "--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--name", "r", "--epochs", "50",
-            "--batch-size", "1", "--precision", "float32", "--set", "run.steps_per_call=100000"]
+    argv = [
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        "--model",
+        "vgg11",
+        "--image-size",
+        "32",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_small),
+        "--output-dir",
+        str(tmp_path),
+        "--name",
+        "r",
+        "--epochs",
+        "50",
+        "--batch-size",
+        "1",
+        "--precision",
+        "float32",
+        "--set",
+        "run.steps_per_call=100000",
+    ]
     proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (tmp_path / "r").glob("lr.png"), proc)
     time.sleep(5.0)  # past the run's first call (one step), into the long one
@@ -85,17 +137,41 @@ def test_a_second_sigint_exits_at_once(mnist_small, tmp_path):
 
 
 def tune_argv(data, out):
-    return [sys.executable, str(ROOT / "scripts" / "tune.py"), "--model", "mlp", "--dataset", "mnist", "--data-dir", str(data),
-            "--output-dir", str(out), "--max-trials", "2", "--epochs-per-trial", "2", "--set", "model.hidden=32",
-            "--set", "data.batch_size=8", "--set", "run.checkpoint_every_steps=5", "--set", "run.steps_per_call=1",
-            "--set", "run.precision=float32"]
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "tune.py"),
+        "--model",
+        "mlp",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--max-trials",
+        "2",
+        "--epochs-per-trial",
+        "2",
+        "--set",
+        "model.hidden=32",
+        "--set",
+        "data.batch_size=8",
+        "--set",
+        "run.checkpoint_every_steps=5",
+        "--set",
+        "run.steps_per_call=1",
+        "--set",
+        "run.precision=float32",
+    ]
 
 
 def test_an_interrupted_search_stops_as_a_whole_and_resumes(mnist_small, tmp_path):
     argv = tune_argv(mnist_small, tmp_path)
     runs = tmp_path / "mlp-mnist-random" / "runs"
     rc, out, err = interrupt(argv, signal.SIGINT, lambda: runs.glob("trial_*/checkpoints/ckpt-e0001-b0000[1-9]*.npz"))
-    assert rc == 130 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted at epoch 2"), err
+    assert rc == 130 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted at epoch 2"), (
+        err
+    )
     statuses = [r["status"] for r in read_trials(tmp_path / "mlp-mnist-random" / "trials.csv")]
     # The interrupted trial stays "running" (not "failed"), and no trial started after it.
     assert statuses[-1] == "running" and set(statuses[:-1]) <= {"finished", "diverged"}, statuses
@@ -107,11 +183,22 @@ def test_an_interrupted_search_stops_as_a_whole_and_resumes(mnist_small, tmp_pat
 
 def test_an_interrupted_sweep_stops_as_a_whole(mnist_small, tmp_path):
     lab = tmp_path / "lab.toml"
-    lab.write_text('name = "lab"\n[base]\n"data.dataset" = "mnist"\n"run.epochs" = 3\n"data.batch_size" = 8\n'
-                   '"run.steps_per_call" = 1\n"run.checkpoint_every_steps" = 5\n"optimizer.learning_rate" = 0.01\n'
-                   '[arms.a]\n"model.name" = "linear"\n[arms.b]\n"model.name" = "mlp"\n')
-    argv = [sys.executable, str(ROOT / "scripts" / "sweep.py"), str(lab), "--seeds", "2", "--data-dir", str(mnist_small),
-            "--output-dir", str(tmp_path)]
+    lab.write_text(
+        'name = "lab"\n[base]\n"data.dataset" = "mnist"\n"run.epochs" = 3\n"data.batch_size" = 8\n'
+        '"run.steps_per_call" = 1\n"run.checkpoint_every_steps" = 5\n"optimizer.learning_rate" = 0.01\n'
+        '[arms.a]\n"model.name" = "linear"\n[arms.b]\n"model.name" = "mlp"\n'
+    )
+    argv = [
+        sys.executable,
+        str(ROOT / "scripts" / "sweep.py"),
+        str(lab),
+        "--seeds",
+        "2",
+        "--data-dir",
+        str(mnist_small),
+        "--output-dir",
+        str(tmp_path),
+    ]
     runs = tmp_path / "lab" / "runs"
     rc, out, err = interrupt(argv, signal.SIGTERM, lambda: runs.glob("a-seed0/checkpoints/ckpt-e0001-b0000[1-9]*.npz"))
     assert rc == 143 and "Traceback" not in err, err
@@ -121,8 +208,16 @@ def test_an_interrupted_sweep_stops_as_a_whole(mnist_small, tmp_path):
 def test_two_workers_agree_to_stop_when_one_is_signalled(mnist_small, tmp_path):
     cluster = {"worker": [f"localhost:{p}" for p in free_ports(2)]}
     argv = train_argv(mnist_small, tmp_path / "runs", "--strategy", "multi_worker", "--batch-size", "16", ema=False)
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(
-        TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+        )
+        for i in range(2)
+    ]
     try:
         wait_for(lambda: (tmp_path / "runs" / "r" / "checkpoints").glob("ckpt-e0001-b0000[1-9]*.npz"), procs[0])
         procs[1].send_signal(signal.SIGTERM)  # the non-chief alone receives it
@@ -130,7 +225,7 @@ def test_two_workers_agree_to_stop_when_one_is_signalled(mnist_small, tmp_path):
     finally:
         for p in procs:
             p.kill()
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_out, err) in zip(procs, outputs):
         assert p.returncode == 143 and "Traceback" not in err, err[-2000:]
     steps = {err.strip().splitlines()[-1] for _, err in outputs}
     assert len(steps) == 1 and next(iter(steps)).startswith("interrupted at epoch"), steps  # the same step on both

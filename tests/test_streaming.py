@@ -1,5 +1,6 @@
 """Data beyond memory: placement (memory, disk, streamed), the decode cache, prepared shards, workers,
 tf.data service, augmentation at real resolutions, 224-px models, and the faults of each."""
+
 import json
 import os
 import shutil
@@ -20,8 +21,12 @@ from keras_cnn.data.splits import ArraySplit, FileSplit, MappedSplit
 
 
 def batches(split, cfg, *, training, epoch=0, start=0, ctx=None, normalizer=None):
-    return [(x.numpy(), y.numpy()) for x, y in make_dataset(split, cfg, training=training, epoch=epoch, start_batch=start,
-                                                            input_context=ctx, normalizer=normalizer)]
+    return [
+        (x.numpy(), y.numpy())
+        for x, y in make_dataset(
+            split, cfg, training=training, epoch=epoch, start_batch=start, input_context=ctx, normalizer=normalizer
+        )
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,10 @@ def folder_split(cifar_folder):
 @pytest.mark.parametrize("augmentation", ["standard", "tf_tutorial"])
 def test_memory_disk_and_streamed_placements_give_the_same_batches(folder_split, augmentation):
     cfg = DataConfig(batch_size=32, crop_padding=4, flip=True, cutout=4, augmentation=augmentation, crop_size=24)
-    memory, disk = store.place(folder_split, DataConfig(cache="memory")), store.place(folder_split, DataConfig(cache="disk"))
+    memory, disk = (
+        store.place(folder_split, DataConfig(cache="memory")),
+        store.place(folder_split, DataConfig(cache="disk")),
+    )
     assert isinstance(memory, ArraySplit) and isinstance(disk, MappedSplit)
     for training in (True, False):
         reference = batches(memory, cfg, training=training)
@@ -55,7 +63,9 @@ def test_auto_streams_what_does_not_fit_the_memory_budget(cifar_folder):
     np.testing.assert_allclose(over.normalizer.mean, fits.normalizer.mean, rtol=0.05)  # a sample's statistics
 
 
-def test_the_decode_cache_serves_a_second_run_and_is_rebuilt_when_files_change(cifar_folder, tmp_path, monkeypatch, caplog):
+def test_the_decode_cache_serves_a_second_run_and_is_rebuilt_when_files_change(
+    cifar_folder, tmp_path, monkeypatch, caplog
+):
     folder = tmp_path / "imgs"
     shutil.copytree(cifar_folder, folder)
     first = store.place(load_image_folder(str(folder)).train, DataConfig(cache="memory"))
@@ -68,7 +78,8 @@ def test_the_decode_cache_serves_a_second_run_and_is_rebuilt_when_files_change(c
         again = store.place(load_image_folder(str(folder)).train, DataConfig(cache="memory"))
     np.testing.assert_array_equal(first.images, again.images)
     cached = sorted((tmp_path.parent / "cache").rglob("*.npy")) or sorted(
-        os.path.join(d, f) for d, _, fs in os.walk(os.environ["KERAS_CNN_CACHE_DIR"]) for f in fs if f.endswith(".npy"))
+        os.path.join(d, f) for d, _, fs in os.walk(os.environ["KERAS_CNN_CACHE_DIR"]) for f in fs if f.endswith(".npy")
+    )
     assert cached and not list(folder.rglob("*.npy"))  # in the cache folder, never in the data folder
     changed = folder / "cat" / "0000.jpg"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(changed)
@@ -144,10 +155,22 @@ def test_a_prepare_interrupted_after_some_shards_resumes(cifar_folder, tmp_path)
 
 DAMAGE = {
     "a missing shard": (lambda out, m: (out / m["splits"]["train"]["shards"][1]["file"]).unlink(), "is missing"),
-    "a truncated shard": (lambda out, m: _truncate(out / m["splits"]["train"]["shards"][1]["file"]), "bytes, the manifest says"),
-    "a flipped byte": (lambda out, m: _flip(out / m["splits"]["train"]["shards"][2]["file"]), "does not match its checksum"),
-    "a manifest that miscounts": (lambda out, m: _edit(out, lambda d: d["splits"]["train"].__setitem__("count", 999)), "the manifest says 999"),
-    "a manifest of another format": (lambda out, m: _edit(out, lambda d: d.__setitem__("format", "other/9")), "not a keras_cnn prepared"),
+    "a truncated shard": (
+        lambda out, m: _truncate(out / m["splits"]["train"]["shards"][1]["file"]),
+        "bytes, the manifest says",
+    ),
+    "a flipped byte": (
+        lambda out, m: _flip(out / m["splits"]["train"]["shards"][2]["file"]),
+        "does not match its checksum",
+    ),
+    "a manifest that miscounts": (
+        lambda out, m: _edit(out, lambda d: d["splits"]["train"].__setitem__("count", 999)),
+        "the manifest says 999",
+    ),
+    "a manifest of another format": (
+        lambda out, m: _edit(out, lambda d: d.__setitem__("format", "other/9")),
+        "not a keras_cnn prepared",
+    ),
     "a lost labels file": (lambda out, m: (out / "train-labels.npy").unlink(), "train-labels.npy"),
 }
 
@@ -174,8 +197,21 @@ def test_damaged_prepared_data_is_one_line_naming_the_file(case, prepared, tmp_p
     shutil.copytree(prepared, out)
     damage, needle = DAMAGE[case]
     damage(out, records.read_manifest(out))
-    rc = train.main(["--model", "linear", "--dataset", "cifar10", "--data-dir", str(out), "--output-dir", str(tmp_path / "runs"),
-                     "--epochs", "1", "--quiet"])
+    rc = train.main(
+        [
+            "--model",
+            "linear",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(out),
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--epochs",
+            "1",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and needle in err, err
     assert not (tmp_path / "runs").exists()
@@ -192,8 +228,14 @@ def test_workers_read_disjoint_parts_and_together_see_each_example_once(source, 
     seen = []
     for worker in range(2):
         ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
-        got = batches(split, cfg, training=True, ctx=ctx)[:steps] if source == "files" else \
-            [(x.numpy(), y.numpy()) for (x, y), _ in zip(make_dataset(split, cfg, training=True, input_context=ctx), range(steps))]
+        got = (
+            batches(split, cfg, training=True, ctx=ctx)[:steps]
+            if source == "files"
+            else [
+                (x.numpy(), y.numpy())
+                for (x, y), _ in zip(make_dataset(split, cfg, training=True, input_context=ctx), range(steps))
+            ]
+        )
         assert len(got) == steps  # every worker has its full count of steps (else the all-reduce would hang)
         seen.append(np.concatenate([x.reshape(len(x), -1) for x, _ in got]))
     fingerprints = [{row.tobytes() for row in part} for part in seen]
@@ -206,9 +248,19 @@ def test_training_through_a_tf_data_service_with_two_workers(cifar_folder, tmp_p
     dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
     address = dispatcher.target.split("://")[1]
     workers = [service.WorkerServer(service.WorkerConfig(dispatcher_address=address)) for _ in range(2)]
-    cfg = apply_overrides(TrainConfig(), [f"data.data_dir={cifar_folder}", "data.dataset=cifar10", "model.name=linear",
-                                          f"run.output_dir={tmp_path}", "run.epochs=2", "data.batch_size=32",
-                                          "data.cache=none", f"data.service={dispatcher.target}"])
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            f"data.data_dir={cifar_folder}",
+            "data.dataset=cifar10",
+            "model.name=linear",
+            f"run.output_dir={tmp_path}",
+            "run.epochs=2",
+            "data.batch_size=32",
+            "data.cache=none",
+            f"data.service={dispatcher.target}",
+        ],
+    )
     result = keras_cnn.train(cfg, verbose=0)
     assert result.status == "finished" and len(result.history) == 2 and workers
 
@@ -231,16 +283,22 @@ def test_the_fused_streaming_crop_decodes_only_its_window(tmp_path):
     image = np.random.default_rng(1).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     Image.fromarray(image).save(tmp_path / "x.jpg", quality=95)
     contents = tf.io.read_file(str(tmp_path / "x.jpg"))
-    crop = decode.decode_random_crop(contents, 3, (48, 48), tf.constant([3, 4], tf.int64), (0.2, 0.5), (0.75, 1.333), True)
-    again = decode.decode_random_crop(contents, 3, (48, 48), tf.constant([3, 4], tf.int64), (0.2, 0.5), (0.75, 1.333), True)
+    crop = decode.decode_random_crop(
+        contents, 3, (48, 48), tf.constant([3, 4], tf.int64), (0.2, 0.5), (0.75, 1.333), True
+    )
+    again = decode.decode_random_crop(
+        contents, 3, (48, 48), tf.constant([3, 4], tf.int64), (0.2, 0.5), (0.75, 1.333), True
+    )
     assert crop.shape == (48, 48, 3) and np.array_equal(crop.numpy(), again.numpy())
 
 
 def test_the_tutorial_preset_trains_24px_crops_and_its_export_takes_whole_images(cifar_folder, tmp_path):
     from keras_cnn.presets import preset
 
-    cfg = apply_overrides(preset("cifar10-alexnet-tutorial-smoke"), [f"data.data_dir={cifar_folder}", f"run.output_dir={tmp_path}",
-                                                                       "run.precision=float32"])  # serving computes in float32
+    cfg = apply_overrides(
+        preset("cifar10-alexnet-tutorial-smoke"),
+        [f"data.data_dir={cifar_folder}", f"run.output_dir={tmp_path}", "run.precision=float32"],
+    )  # serving computes in float32
     result = keras_cnn.train(cfg, verbose=0)
     assert result.model.input_shape == (None, 24, 24, 3)
     serve = tf.saved_model.load(os.path.join(result.run_dir, "saved_model", "1")).signatures["serving_default"]
@@ -261,26 +319,75 @@ def photos_224(cifar_folder, tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("name", ["resnet18", "alexnet", "vgg11", pytest.param("resnet34", marks=pytest.mark.slow),
-                                  pytest.param("vgg16", marks=pytest.mark.slow), pytest.param("vgg19", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet18",
+        "alexnet",
+        "vgg11",
+        pytest.param("resnet34", marks=pytest.mark.slow),
+        pytest.param("vgg16", marks=pytest.mark.slow),
+        pytest.param("vgg19", marks=pytest.mark.slow),
+    ],
+)
 def test_models_train_from_a_224px_folder(name, photos_224, tmp_path):
-    cfg = apply_overrides(TrainConfig(), [f"data.data_dir={photos_224}", "data.dataset=photos", f"model.name={name}",
-                                          f"run.output_dir={tmp_path}", "run.epochs=1", "data.batch_size=4", "data.val_size=4",
-                                          "data.cache=none", "data.augmentation=random_resized_crop", "data.flip=true",
-                                          "data.eval_crop=0.875", "run.steps_per_epoch=2", "run.export=false"])
+    cfg = apply_overrides(
+        TrainConfig(),
+        [
+            f"data.data_dir={photos_224}",
+            "data.dataset=photos",
+            f"model.name={name}",
+            f"run.output_dir={tmp_path}",
+            "run.epochs=1",
+            "data.batch_size=4",
+            "data.val_size=4",
+            "data.cache=none",
+            "data.augmentation=random_resized_crop",
+            "data.flip=true",
+            "data.eval_crop=0.875",
+            "run.steps_per_epoch=2",
+            "run.export=false",
+        ],
+    )
     result = keras_cnn.train(cfg, verbose=0)
     assert result.status == "finished" and result.model.input_shape == (None, 224, 224, 3)
     assert json.load(open(os.path.join(result.run_dir, "config.json")))["data"]["placement"] == "FileSplit"
 
 
 def test_a_data_service_refuses_an_in_memory_set(mnist_small, tmp_path, capsys):
-    rc = train.main(["--model", "linear", "--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--epochs", "1",
-                     "--data-service", "grpc://localhost:1", "--quiet"])
+    rc = train.main(
+        [
+            "--model",
+            "linear",
+            "--data-dir",
+            str(mnist_small),
+            "--output-dir",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--data-service",
+            "grpc://localhost:1",
+            "--quiet",
+        ]
+    )
     assert rc == 2 and "needs a streamed dataset" in capsys.readouterr().err
 
 
 def test_a_memory_budget_that_is_not_a_size_is_one_line(cifar_folder, tmp_path, capsys):
-    rc = train.main(["--model", "linear", "--data-dir", str(cifar_folder), "--output-dir", str(tmp_path), "--epochs", "1",
-                     "--set", "data.memory_budget=lots", "--quiet"])
+    rc = train.main(
+        [
+            "--model",
+            "linear",
+            "--data-dir",
+            str(cifar_folder),
+            "--output-dir",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--set",
+            "data.memory_budget=lots",
+            "--quiet",
+        ]
+    )
     assert rc == 2 and "is not a size" in capsys.readouterr().err
     assert load_data is not None

@@ -1,15 +1,17 @@
 """keras_cnn.train end to end on real MNIST: it learns, resumes, refuses, diverges cleanly."""
+
 import csv
 import json
 
 import keras
 import numpy as np
 import pytest
-from conftest import mnist_config
 
 import keras_cnn
 from keras_cnn.cli import train as train_cli
 from keras_cnn.presets import preset
+
+from conftest import mnist_config
 
 
 @pytest.mark.shared_data
@@ -52,11 +54,23 @@ def test_cli_preset_smoke_twin_runs_in_process(mnist_small, tmp_path, capsys):
     assert (tmp_path / "mlp-mnist" / "history.csv").exists()
 
 
-@pytest.mark.parametrize("name", ["mnist-mlp", "mnist-cnn", "quickstart-mnist", "cifar10-alexnet", "cifar10-resnet20", "cifar10-fast"])
+@pytest.mark.parametrize(
+    "name", ["mnist-mlp", "mnist-cnn", "quickstart-mnist", "cifar10-alexnet", "cifar10-resnet20", "cifar10-fast"]
+)
 def test_preset_smoke_twins_train_a_few_steps(name, mnist_npz, cifar_folder, tmp_path, capsys):
     data = mnist_npz if name.endswith("mnist") or name.startswith("mnist") else cifar_folder
-    rc = train_cli.main(["--preset", f"{name}-smoke", "--data-dir", str(data), "--output-dir", str(tmp_path),
-                         "--set", "run.export=false"])
+    rc = train_cli.main(
+        [
+            "--preset",
+            f"{name}-smoke",
+            "--data-dir",
+            str(data),
+            "--output-dir",
+            str(tmp_path),
+            "--set",
+            "run.export=false",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert "finished after 1 epoch(s)" in capsys.readouterr().out
 
@@ -83,8 +97,14 @@ class CrashMidEpoch2(keras.callbacks.Callback):
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(mnist_small, tmp_path):
-    overrides = ("run.epochs=2", "run.checkpoint_every_steps=6", "run.steps_per_call=3", "data.batch_size=32",
-                 "ema.enabled=true", "model.dropout=0.2")
+    overrides = (
+        "run.epochs=2",
+        "run.checkpoint_every_steps=6",
+        "run.steps_per_call=3",
+        "data.batch_size=32",
+        "ema.enabled=true",
+        "model.dropout=0.2",
+    )
     straight = keras_cnn.train(mnist_config(mnist_small, tmp_path / "a", *overrides), verbose=0)
     cfg = mnist_config(mnist_small, tmp_path / "b", *overrides)
     with pytest.raises(Interrupt):
@@ -99,8 +119,24 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(mnist_small, tmp
 
 
 def test_existing_name_with_other_config_is_refused_then_overwritten(mnist_small, tmp_path, capsys):
-    base = ["--model", "linear", "--dataset", "mnist", "--data-dir", str(mnist_small), "--output-dir", str(tmp_path),
-            "--name", "r", "--epochs", "1", "--set", "run.steps_per_epoch=2", "--set", "data.train_limit=400"]
+    base = [
+        "--model",
+        "linear",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_small),
+        "--output-dir",
+        str(tmp_path),
+        "--name",
+        "r",
+        "--epochs",
+        "1",
+        "--set",
+        "run.steps_per_epoch=2",
+        "--set",
+        "data.train_limit=400",
+    ]
     assert train_cli.main(base) == 0
     before = (tmp_path / "r" / "history.csv").read_bytes()
     capsys.readouterr()
@@ -121,9 +157,26 @@ def test_existing_name_with_other_config_is_refused_then_overwritten(mnist_small
 
 
 def test_nan_loss_stops_the_run_as_diverged(mnist_small, tmp_path, capsys):
-    argv = ["--model", "mlp", "--hidden", "64", "--dataset", "mnist", "--data-dir", str(mnist_small),
-            "--output-dir", str(tmp_path), "--lr", "1e6", "--epochs", "2", "--batch-size", "32",
-            "--set", "optimizer.momentum=0.99"]
+    argv = [
+        "--model",
+        "mlp",
+        "--hidden",
+        "64",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_small),
+        "--output-dir",
+        str(tmp_path),
+        "--lr",
+        "1e6",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--set",
+        "optimizer.momentum=0.99",
+    ]
     assert train_cli.main(argv) == 1
     with open(tmp_path / "runs.csv") as f:
         row = list(csv.DictReader(f))[-1]
@@ -148,7 +201,10 @@ def test_nan_loss_stops_the_run_as_diverged(mnist_small, tmp_path, capsys):
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(argv, needle, mnist_small, tmp_path, capsys):
-    rc = train_cli.main(["--model", "linear", "--dataset", "mnist", "--data-dir", str(mnist_small), "--output-dir", str(tmp_path)] + argv)
+    rc = train_cli.main(
+        ["--model", "linear", "--dataset", "mnist", "--data-dir", str(mnist_small), "--output-dir", str(tmp_path)]
+        + argv
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and needle in err, err
     assert not list(tmp_path.iterdir())
@@ -156,8 +212,13 @@ def test_bad_flags_are_one_line_and_exit_2(argv, needle, mnist_small, tmp_path, 
 
 def test_mirrored_two_replicas_match_the_default_strategy(mnist_small, tmp_path):
     """No BN, no dropout: the summed per-replica gradients equal the single-replica ones."""
-    common = ("run.epochs=1", "run.steps_per_epoch=6", "data.batch_size=64",
-              "optimizer.weight_decay=1e-3", "run.precision=float32")
+    common = (
+        "run.epochs=1",
+        "run.steps_per_epoch=6",
+        "data.batch_size=64",
+        "optimizer.weight_decay=1e-3",
+        "run.precision=float32",
+    )
     single = keras_cnn.train(mnist_config(mnist_small, tmp_path / "one", "run.strategy=default", *common), verbose=0)
     mirrored = keras_cnn.train(mnist_config(mnist_small, tmp_path / "two", "run.strategy=mirrored", *common), verbose=0)
     for a, b in zip(single.model.weights, mirrored.model.weights):
@@ -167,9 +228,17 @@ def test_mirrored_two_replicas_match_the_default_strategy(mnist_small, tmp_path)
 @pytest.mark.shared_data
 def test_mirrored_with_batch_norm_dropout_and_l2_follows_the_single_replica_curve(mnist_full, tmp_path):
     """Synchronized BN keeps the statistics global; dropout masks differ per replica, hence a tolerance."""
-    common = ("data.train_limit=3000", "data.val_limit=500", "run.epochs=3", "data.batch_size=100",
-              "model.batch_norm=true", "model.dropout=0.2", "optimizer.weight_decay=5e-4", "optimizer.learning_rate=0.05",
-              "run.precision=float32")
+    common = (
+        "data.train_limit=3000",
+        "data.val_limit=500",
+        "run.epochs=3",
+        "data.batch_size=100",
+        "model.batch_norm=true",
+        "model.dropout=0.2",
+        "optimizer.weight_decay=5e-4",
+        "optimizer.learning_rate=0.05",
+        "run.precision=float32",
+    )
     single = keras_cnn.train(mnist_config(mnist_full, tmp_path / "one", "run.strategy=default", *common), verbose=0)
     mirrored = keras_cnn.train(mnist_config(mnist_full, tmp_path / "two", "run.strategy=mirrored", *common), verbose=0)
     for a, b in zip(single.history, mirrored.history):
@@ -210,9 +279,30 @@ def test_init_from_warm_starts_and_refuses_another_architecture(trained_mlp, mni
 
     from keras_cnn.cli import evaluate
 
-    argv = ["--model", "mlp", "--hidden", "128", "--dataset", "mnist", "--data-dir", str(mnist_small), "--output-dir", str(tmp_path),
-            "--epochs", "1", "--lr", "1e-9", "--schedule", "constant", "--set", "run.steps_per_epoch=1", "--set", "run.export=false",
-            "--init-from", trained_mlp.run_dir]
+    argv = [
+        "--model",
+        "mlp",
+        "--hidden",
+        "128",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_small),
+        "--output-dir",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-9",
+        "--schedule",
+        "constant",
+        "--set",
+        "run.steps_per_epoch=1",
+        "--set",
+        "run.export=false",
+        "--init-from",
+        trained_mlp.run_dir,
+    ]
     assert train_cli.main(argv + ["--name", "tuned"]) == 0
     # One step at lr 1e-9 leaves the trained weights: the warm-started run scores like the source.
     assert evaluate.main(["--run", str(tmp_path / "tuned"), "--output-dir", str(tmp_path / "e")]) == 0

@@ -1,4 +1,5 @@
 """Searches and sweeps over real (small) MNIST: trials.csv, divergence, resume, distribution."""
+
 import csv
 import json
 import math
@@ -12,19 +13,44 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, child_env
 
 from keras_cnn.errors import UsageError
 from tuning import spaces, sweep, tune
 from tuning.trials import read_trials
 
-SMALL = ["--set", "data.train_limit=1000", "--set", "data.val_limit=300", "--set", "run.steps_per_epoch=8",
-         "--set", "data.batch_size=64", "--set", "run.precision=float32"]
+from conftest import ROOT, child_env
+
+SMALL = [
+    "--set",
+    "data.train_limit=1000",
+    "--set",
+    "data.val_limit=300",
+    "--set",
+    "run.steps_per_epoch=8",
+    "--set",
+    "data.batch_size=64",
+    "--set",
+    "run.precision=float32",
+]
 
 
 def tune_argv(data, out, *extra):
-    return ["--model", "mlp", "--dataset", "mnist", "--data-dir", str(data), "--output-dir", str(out),
-            "--epochs-per-trial", "1", "--set", "model.hidden=32", *SMALL, *extra]
+    return [
+        "--model",
+        "mlp",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--output-dir",
+        str(out),
+        "--epochs-per-trial",
+        "1",
+        "--set",
+        "model.hidden=32",
+        *SMALL,
+        *extra,
+    ]
 
 
 def test_random_search_fills_trials_csv_with_log_spread_rates(mnist_npz, tmp_path, capsys):
@@ -32,7 +58,13 @@ def test_random_search_fills_trials_csv_with_log_spread_rates(mnist_npz, tmp_pat
     search_dir = tmp_path / "mlp-mnist-random"
     rows = read_trials(search_dir / "trials.csv")
     assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4
-    assert list(rows[0])[:5] == ["trial_id", "status", "optimizer.learning_rate", "optimizer.weight_decay", "model.dropout"]
+    assert list(rows[0])[:5] == [
+        "trial_id",
+        "status",
+        "optimizer.learning_rate",
+        "optimizer.weight_decay",
+        "model.dropout",
+    ]
     assert {"best_val_accuracy", "best_val_loss", "epochs", "seconds", "seed", "run_dir"} <= set(rows[0])
     assert all(r["status"] in ("finished", "diverged") for r in rows)
     rates = [float(r["optimizer.learning_rate"]) for r in rows]
@@ -47,27 +79,72 @@ def test_random_search_fills_trials_csv_with_log_spread_rates(mnist_npz, tmp_pat
 
 def test_a_diverging_learning_rate_is_recorded_and_the_search_goes_on(mnist_npz, tmp_path):
     space = tmp_path / "space.toml"
-    space.write_text('[optimizer.learning_rate]\nvalues = [0.05, 1000.0]\n')
-    assert tune.main(tune_argv(mnist_npz, tmp_path, "--tuner", "grid", "--space", str(space), "--max-trials", "2",
-                               "--set", "optimizer.momentum=0.9")) == 0
+    space.write_text("[optimizer.learning_rate]\nvalues = [0.05, 1000.0]\n")
+    assert (
+        tune.main(
+            tune_argv(
+                mnist_npz,
+                tmp_path,
+                "--tuner",
+                "grid",
+                "--space",
+                str(space),
+                "--max-trials",
+                "2",
+                "--set",
+                "optimizer.momentum=0.9",
+            )
+        )
+        == 0
+    )
     rows = {float(r["optimizer.learning_rate"]): r for r in read_trials(tmp_path / "mlp-mnist-grid" / "trials.csv")}
     assert rows[1000.0]["status"] == "diverged" and rows[1000.0]["best_val_accuracy"] == ""
     assert rows[0.05]["status"] == "finished" and float(rows[0.05]["best_val_accuracy"]) > 0.5
 
 
 def test_refine_narrows_ranges_around_the_best_trials():
-    space = spaces.Space(table={"optimizer.learning_rate": {"min": 1e-4, "max": 1.0, "sampling": "log"},
-                                "model.dropout": {"min": 0.0, "max": 0.5},
-                                "optimizer.name": {"values": ["sgd", "adam", "rmsprop"]}})
+    space = spaces.Space(
+        table={
+            "optimizer.learning_rate": {"min": 1e-4, "max": 1.0, "sampling": "log"},
+            "model.dropout": {"min": 0.0, "max": 0.5},
+            "optimizer.name": {"values": ["sgd", "adam", "rmsprop"]},
+        }
+    )
     rows = [
-        {"status": "finished", "best_val_accuracy": "0.9", "optimizer.learning_rate": "0.01", "model.dropout": "0.1", "optimizer.name": "sgd"},
-        {"status": "finished", "best_val_accuracy": "0.8", "optimizer.learning_rate": "0.02", "model.dropout": "0.2", "optimizer.name": "adam"},
-        {"status": "finished", "best_val_accuracy": "0.1", "optimizer.learning_rate": "0.9", "model.dropout": "0.5", "optimizer.name": "rmsprop"},
-        {"status": "diverged", "best_val_accuracy": "", "optimizer.learning_rate": "0.5", "model.dropout": "0.0", "optimizer.name": "sgd"},
+        {
+            "status": "finished",
+            "best_val_accuracy": "0.9",
+            "optimizer.learning_rate": "0.01",
+            "model.dropout": "0.1",
+            "optimizer.name": "sgd",
+        },
+        {
+            "status": "finished",
+            "best_val_accuracy": "0.8",
+            "optimizer.learning_rate": "0.02",
+            "model.dropout": "0.2",
+            "optimizer.name": "adam",
+        },
+        {
+            "status": "finished",
+            "best_val_accuracy": "0.1",
+            "optimizer.learning_rate": "0.9",
+            "model.dropout": "0.5",
+            "optimizer.name": "rmsprop",
+        },
+        {
+            "status": "diverged",
+            "best_val_accuracy": "",
+            "optimizer.learning_rate": "0.5",
+            "model.dropout": "0.0",
+            "optimizer.name": "sgd",
+        },
     ]
     narrowed, notes = spaces.refine(space, rows, top=2)
     assert narrowed["optimizer.learning_rate"] == {"min": 0.005, "max": 0.04, "sampling": "log"} and not notes
-    assert narrowed["model.dropout"]["min"] == pytest.approx(0.05) and narrowed["model.dropout"]["max"] == pytest.approx(0.25)
+    assert narrowed["model.dropout"]["min"] == pytest.approx(0.05) and narrowed["model.dropout"][
+        "max"
+    ] == pytest.approx(0.25)
     assert narrowed["optimizer.name"] == {"values": ["sgd", "adam"]}
     with pytest.raises(UsageError, match="no finished trials"):
         spaces.refine(space, rows[3:], top=2)
@@ -75,10 +152,16 @@ def test_refine_narrows_ranges_around_the_best_trials():
 
 def test_refine_widens_a_range_whose_best_trials_sit_at_its_edge():
     """CS231n: a best value at the edge of the range means the range was too narrow."""
-    space = spaces.Space(table={"optimizer.learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
-                                "model.dropout": {"min": 0.0, "max": 0.5}})
-    rows = [{"status": "finished", "best_val_accuracy": str(a), "optimizer.learning_rate": str(lr), "model.dropout": "0.0"}
-            for a, lr in ((0.9, 0.0095), (0.85, 0.009), (0.2, 0.0002))]
+    space = spaces.Space(
+        table={
+            "optimizer.learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
+            "model.dropout": {"min": 0.0, "max": 0.5},
+        }
+    )
+    rows = [
+        {"status": "finished", "best_val_accuracy": str(a), "optimizer.learning_rate": str(lr), "model.dropout": "0.0"}
+        for a, lr in ((0.9, 0.0095), (0.85, 0.009), (0.2, 0.0002))
+    ]
     narrowed, notes = spaces.refine(space, rows, top=2)
     assert narrowed["optimizer.learning_rate"]["max"] == pytest.approx(0.1)  # one decade beyond the high edge
     assert narrowed["model.dropout"]["min"] == 0.0  # dropout cannot go below 0: that edge stays
@@ -113,10 +196,12 @@ def test_bad_search_arguments_are_one_line_and_exit_2(extra, needle, mnist_npz, 
 
 
 def test_bad_space_files_are_refused(tmp_path):
-    for text, needle in [('[optimizer.lr]\nmin = 1\nmax = 2\n', "unknown field"),
-                         ('[optimizer.learning_rate]\nmin = 1.0\nmax = 0.1\n', "min < max"),
-                         ('[optimizer.weight_decay]\nmin = 0.0\nmax = 1.0\nsampling = "log"\n', "log sampling needs min > 0"),
-                         ('[model.dropout]\nmin = 0.0\nmax = 1.0\n', "model.dropout must be in [0, 1)")]:
+    for text, needle in [
+        ("[optimizer.lr]\nmin = 1\nmax = 2\n", "unknown field"),
+        ("[optimizer.learning_rate]\nmin = 1.0\nmax = 0.1\n", "min < max"),
+        ('[optimizer.weight_decay]\nmin = 0.0\nmax = 1.0\nsampling = "log"\n', "log sampling needs min > 0"),
+        ("[model.dropout]\nmin = 0.0\nmax = 1.0\n", "model.dropout must be in [0, 1)"),
+    ]:
         path = tmp_path / "s.toml"
         path.write_text(text)
         with pytest.raises(UsageError, match=re.escape(needle)):
@@ -125,8 +210,10 @@ def test_bad_space_files_are_refused(tmp_path):
 
 def test_sweep_reports_mean_std_and_the_ensemble_per_arm_and_writes_hparams(mnist_npz, tmp_path, capsys):
     lab = tmp_path / "lab.toml"
-    lab.write_text('name = "tiny"\n[base]\n"data.dataset" = "mnist"\n"model.name" = "mlp"\n"run.epochs" = 1\n'
-                   '[arms.narrow]\n"model.hidden" = [8]\n[arms.wide]\n"model.hidden" = [64]\n')
+    lab.write_text(
+        'name = "tiny"\n[base]\n"data.dataset" = "mnist"\n"model.name" = "mlp"\n"run.epochs" = 1\n'
+        '[arms.narrow]\n"model.hidden" = [8]\n[arms.wide]\n"model.hidden" = [64]\n'
+    )
     argv = [str(lab), "--seeds", "3", "--data-dir", str(mnist_npz), "--output-dir", str(tmp_path), *SMALL]
     assert sweep.main(argv) == 0
     rows = read_trials(tmp_path / "tiny" / "trials.csv")
@@ -142,9 +229,13 @@ def test_sweep_reports_mean_std_and_the_ensemble_per_arm_and_writes_hparams(mnis
         assert float(summary[arm]["mean_val_accuracy"]) == pytest.approx(sum(accs) / 3, abs=1e-4)
         assert summary[arm]["runs"] == "3" and summary[arm]["std_val_accuracy"] != ""
         # The ensemble: the three seeds' probabilities averaged on the validation split they share.
-        val = prepare_data(apply_overrides(TrainConfig(), ["data.dataset=mnist", f"data.data_dir={mnist_npz}"]).data).validation
+        val = prepare_data(
+            apply_overrides(TrainConfig(), ["data.dataset=mnist", f"data.data_dir={mnist_npz}"]).data
+        ).validation
         mean = np.mean([run_probabilities(r["run_dir"], val.images) for r in rows if r["arm"] == arm], axis=0)
-        assert float(summary[arm]["ensemble_val_accuracy"]) == pytest.approx(np.mean(mean.argmax(1) == val.labels), abs=1e-4)
+        assert float(summary[arm]["ensemble_val_accuracy"]) == pytest.approx(
+            np.mean(mean.argmax(1) == val.labels), abs=1e-4
+        )
     assert "±" in capsys.readouterr().out
     assert list((tmp_path / "tiny").glob("events.out.tfevents.*"))  # the HParams experiment at the root
     assert list((tmp_path / "tiny" / "runs" / "wide-seed2" / "tensorboard").glob("events.out.tfevents.*"))
@@ -157,10 +248,28 @@ def test_sweep_reports_mean_std_and_the_ensemble_per_arm_and_writes_hparams(mnis
 
 def test_k_fold_cross_validation_uses_every_image_for_validation_once(mnist_npz, tmp_path, capsys):
     lab = tmp_path / "lab.toml"
-    lab.write_text('name = "kfold"\n[base]\n"data.dataset" = "mnist"\n"run.epochs" = 1\n'
-                   '[arms.linear]\n"model.name" = "linear"\n[arms.mlp]\n"model.name" = "mlp"\n')
-    assert sweep.main([str(lab), "--seeds", "1", "--folds", "3", "--data-dir", str(mnist_npz), "--output-dir", str(tmp_path),
-                       "--set", "data.batch_size=64"]) == 0
+    lab.write_text(
+        'name = "kfold"\n[base]\n"data.dataset" = "mnist"\n"run.epochs" = 1\n'
+        '[arms.linear]\n"model.name" = "linear"\n[arms.mlp]\n"model.name" = "mlp"\n'
+    )
+    assert (
+        sweep.main(
+            [
+                str(lab),
+                "--seeds",
+                "1",
+                "--folds",
+                "3",
+                "--data-dir",
+                str(mnist_npz),
+                "--output-dir",
+                str(tmp_path),
+                "--set",
+                "data.batch_size=64",
+            ]
+        )
+        == 0
+    )
     rows = read_trials(tmp_path / "kfold" / "trials.csv")
     assert sorted(r["trial_id"] for r in rows) == [f"{a}-seed0-fold{k}" for a in ("linear", "mlp") for k in range(3)]
     import json as json_
@@ -189,8 +298,9 @@ def test_every_shipped_lab_runs_through_sweep(lab, mnist_small, cifar_folder, tm
     monkeypatch.setenv("KERAS_CNN_SMOKE", "1")
     path = ROOT / "tuning" / "labs" / lab
     data = cifar_folder if '"cifar10"' in path.read_text() else mnist_small
-    assert sweep.main([str(path), "--seeds", "1", "--data-dir", str(data), "--output-dir", str(tmp_path)]) == 0, \
+    assert sweep.main([str(path), "--seeds", "1", "--data-dir", str(data), "--output-dir", str(tmp_path)]) == 0, (
         capsys.readouterr().err
+    )
     name, _, arms = sweep.load_lab(str(path))
     assert len(read_trials(tmp_path / name / "trials.csv")) == len(arms)
 
@@ -213,13 +323,20 @@ def free_port():
 
 
 def tune_process(argv, **env):
-    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "tune.py"), *argv], env=child_env(**env),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "tune.py"), *argv],
+        env=child_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_chief_and_two_workers_share_the_trials(mnist_npz, tmp_path):
     # Trials of ~40 steps: long enough that a worker starting a few seconds late still gets some.
-    argv = tune_argv(mnist_npz, tmp_path, "--max-trials", "6", "--set", "run.steps_per_epoch=40", "--set", "data.train_limit=3000")
+    argv = tune_argv(
+        mnist_npz, tmp_path, "--max-trials", "6", "--set", "run.steps_per_epoch=40", "--set", "data.train_limit=3000"
+    )
     port = str(free_port())
     common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
     chief = tune_process(argv, KERASTUNER_TUNER_ID="chief", **common)
@@ -239,7 +356,9 @@ def test_chief_and_two_workers_share_the_trials(mnist_npz, tmp_path):
 
 
 def test_killed_search_resumes_with_every_trial_once(mnist_npz, tmp_path):
-    argv = tune_argv(mnist_npz, tmp_path, "--max-trials", "4", "--set", "run.epochs=3", "--set", "run.steps_per_epoch=15")
+    argv = tune_argv(
+        mnist_npz, tmp_path, "--max-trials", "4", "--set", "run.epochs=3", "--set", "run.steps_per_epoch=15"
+    )
     trials = tmp_path / "mlp-mnist-random" / "trials.csv"
     proc = tune_process(argv)
     deadline = time.time() + 300
@@ -272,21 +391,48 @@ def test_a_python_space_over_model_and_optimizer_names_needs_no_model_flag(mnist
     """Two hyperparameters that end in .name stay apart: each is named by its full config path."""
     space = tmp_path / "space.py"
     space.write_text(PYTHON_SPACE)
-    argv = ["--space", str(space), "--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--max-trials", "3",
-            "--epochs-per-trial", "1", *SMALL]
+    argv = [
+        "--space",
+        str(space),
+        "--data-dir",
+        str(mnist_small),
+        "--output-dir",
+        str(tmp_path),
+        "--max-trials",
+        "3",
+        "--epochs-per-trial",
+        "1",
+        *SMALL,
+    ]
     assert tune.main(argv) == 0
     rows = read_trials(tmp_path / "models-mnist-random" / "trials.csv")
     assert len(rows) == 3 and all(r["status"] == "finished" for r in rows), rows
-    assert {r["model.name"] for r in rows} <= {"mlp", "linear"} and {r["optimizer.name"] for r in rows} <= {"sgd", "adam"}
+    assert {r["model.name"] for r in rows} <= {"mlp", "linear"} and {r["optimizer.name"] for r in rows} <= {
+        "sgd",
+        "adam",
+    }
     assert "--set model.name=" in capsys.readouterr().out
 
 
 def test_a_search_whose_every_trial_fails_exits_1_with_the_first_failure(mnist_small, tmp_path, capsys):
     space = tmp_path / "space.py"
-    space.write_text('def space(hp):\n    return {"model.name": "mlp", "model.shortcut": hp.Choice("model.shortcut", ["identity"]),\n'
-                     '            "optimizer.learning_rate": hp.Float("optimizer.learning_rate", 0.01, 0.1)}\n')
-    argv = ["--space", str(space), "--data-dir", str(mnist_small), "--output-dir", str(tmp_path), "--max-trials", "3",
-            "--epochs-per-trial", "1", *SMALL]
+    space.write_text(
+        'def space(hp):\n    return {"model.name": "mlp", "model.shortcut": hp.Choice("model.shortcut", ["identity"]),\n'
+        '            "optimizer.learning_rate": hp.Float("optimizer.learning_rate", 0.01, 0.1)}\n'
+    )
+    argv = [
+        "--space",
+        str(space),
+        "--data-dir",
+        str(mnist_small),
+        "--output-dir",
+        str(tmp_path),
+        "--max-trials",
+        "3",
+        "--epochs-per-trial",
+        "1",
+        *SMALL,
+    ]
     assert tune.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: every trial failed; the first:") and "has no option 'shortcut'" in err[-1], err
@@ -306,7 +452,9 @@ def test_seed_0_is_a_seed_like_any_other(mnist_small, tmp_path):
     drawn = []
     for out in ("a", "b"):
         assert tune.main(tune_argv(mnist_small, tmp_path / out, "--max-trials", "2", "--seed", "0")) == 0
-        drawn.append([r["optimizer.learning_rate"] for r in read_trials(tmp_path / out / "mlp-mnist-random" / "trials.csv")])
+        drawn.append(
+            [r["optimizer.learning_rate"] for r in read_trials(tmp_path / out / "mlp-mnist-random" / "trials.csv")]
+        )
     assert drawn[0] == drawn[1]
 
 
@@ -316,18 +464,39 @@ def test_tensorboard_serves_the_searchs_trials_in_its_hparams_view(mnist_small, 
 
     assert tune.main(tune_argv(mnist_small, tmp_path, "--max-trials", "3")) == 0
     port = free_port()
-    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "tensorboard"), "--logdir",
-                               str(tmp_path / "mlp-mnist-random"), "--host", "127.0.0.1", "--port", str(port), "--load_fast=false"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
-    body = json.dumps({"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
-                                                                 "STATUS_RUNNING"], "colParams": [], "startIndex": 0,
-                       "sliceSize": 100}).encode()
+    server = subprocess.Popen(
+        [
+            os.path.join(os.path.dirname(sys.executable), "tensorboard"),
+            "--logdir",
+            str(tmp_path / "mlp-mnist-random"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast=false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+    )
+    body = json.dumps(
+        {
+            "experimentName": "",
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+            "colParams": [],
+            "startIndex": 0,
+            "sliceSize": 100,
+        }
+    ).encode()
     groups = []
     try:
         for _ in range(120):
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/data/plugin/hparams/session_groups", data=body,
-                                                 headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/data/plugin/hparams/session_groups",
+                    data=body,
+                    headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"},
+                )
                 groups = json.loads(urllib.request.urlopen(request, timeout=5).read())["sessionGroups"]
                 if len(groups) == 3:
                     break
@@ -343,6 +512,7 @@ def test_tensorboard_serves_the_searchs_trials_in_its_hparams_view(mnist_small, 
         session = group["sessions"][0]
         trial = rows[group["name"]]
         assert session["status"] == "STATUS_SUCCESS" and group["hparams"]["optimizer.learning_rate"] == pytest.approx(
-            float(trial["optimizer.learning_rate"]))
+            float(trial["optimizer.learning_rate"])
+        )
         metrics = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
         assert metrics["best_val_accuracy"] == pytest.approx(float(trial["best_val_accuracy"]), abs=1e-6)

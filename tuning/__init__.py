@@ -1,4 +1,5 @@
 """Hyperparameter search and controlled comparisons over keras_cnn.train (KerasTuner underneath)."""
+
 from tuning.search import SearchFailed, run_search
 from tuning.spaces import Space, load_space
 

@@ -6,6 +6,7 @@ and each trial's session (its values, status and final metrics) in the trial's o
 TensorBoard folder, beside its train/ and validation/ curves. `tensorboard --logdir SEARCH_DIR`
 then shows the trials table and parallel coordinates.
 """
+
 import keras_tuner
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hp_api
@@ -13,8 +14,13 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import summary as hp_summary
 
 METRICS = {"best_val_accuracy": "best validation accuracy", "best_val_loss": "best validation loss", "epochs": "epochs"}
-STATUS = {"finished": api_pb2.STATUS_SUCCESS, "diverged": api_pb2.STATUS_FAILURE, "failed": api_pb2.STATUS_FAILURE,
-          "stopped": api_pb2.STATUS_SUCCESS, "running": api_pb2.STATUS_RUNNING}
+STATUS = {
+    "finished": api_pb2.STATUS_SUCCESS,
+    "diverged": api_pb2.STATUS_FAILURE,
+    "failed": api_pb2.STATUS_FAILURE,
+    "stopped": api_pb2.STATUS_SUCCESS,
+    "running": api_pb2.STATUS_RUNNING,
+}
 
 
 def _domain(parameter):
@@ -38,7 +44,9 @@ def write_experiment(log_dir, hyperparameters, metrics, extra=()):
     params = experiment_parameters(hyperparameters) if isinstance(hyperparameters, keras_tuner.HyperParameters) else []
     params += list(extra)
     with tf.summary.create_file_writer(str(log_dir)).as_default():
-        hp_api.hparams_config(hparams=params, metrics=[hp_api.Metric(m, display_name=METRICS.get(m, m)) for m in metrics])
+        hp_api.hparams_config(
+            hparams=params, metrics=[hp_api.Metric(m, display_name=METRICS.get(m, m)) for m in metrics]
+        )
 
 
 def write_session(log_dir, trial_id, values, status, results):

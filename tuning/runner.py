@@ -1,4 +1,5 @@
 """One trial = one keras_cnn.train run, with its trials.csv row kept current; shared by search and sweep."""
+
 import json
 import math
 import os
@@ -43,8 +44,14 @@ def run_trial(cfg, trials_path, row, columns, *, verbose=0):
     diverged = abort.diverged or result.status == "diverged"
     scored = [(r["val_accuracy"], r["val_loss"]) for r in result.history if r.get("val_accuracy") not in (None, "")]
     best_accuracy, best_loss = max(scored) if scored and not diverged else (None, None)
-    row = {**row, "status": "diverged" if diverged else "finished", "best_val_accuracy": best_accuracy,
-           "best_val_loss": best_loss, "epochs": len(result.history), "seconds": round(time.perf_counter() - start, 1)}
+    row = {
+        **row,
+        "status": "diverged" if diverged else "finished",
+        "best_val_accuracy": best_accuracy,
+        "best_val_loss": best_loss,
+        "epochs": len(result.history),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     upsert_trial(trials_path, row, columns)
     return row
 

@@ -5,6 +5,7 @@
 
 `run_search` is what tune.py calls; trials.csv (one row per trial) is the source of truth.
 """
+
 import logging
 import os
 import shutil
@@ -46,8 +47,13 @@ class KerasCnnTuner(keras_tuner.Tuner):
             # KerasTuner may hand out a trial again after a crash; never train it twice.
             return {"val_accuracy": float(existing["best_val_accuracy"] or WORST_SCORE)}
         cfg = self.trial_config(trial.trial_id, values, hp)
-        row = {"trial_id": trial.trial_id, **values, "seed": cfg.run.seed,
-               "run_dir": os.path.join(cfg.run.output_dir, cfg.run.name), "tuner_id": self.tuner_id}
+        row = {
+            "trial_id": trial.trial_id,
+            **values,
+            "seed": cfg.run.seed,
+            "run_dir": os.path.join(cfg.run.output_dir, cfg.run.name),
+            "tuner_id": self.tuner_id,
+        }
         try:
             row = run_trial(cfg, self.trials_path, row, self.columns)
         except UsageError as err:
@@ -62,7 +68,8 @@ class KerasCnnTuner(keras_tuner.Tuner):
         if "tuner/epochs" in hp.values:  # Hyperband decides each trial's budget
             assignments.append(f"run.epochs={hp.values['tuner/epochs']}")
         assignments += [
-            f"run.output_dir={os.path.join(self.search_dir, 'runs')}", f"run.name=trial_{trial_id}",
+            f"run.output_dir={os.path.join(self.search_dir, 'runs')}",
+            f"run.name=trial_{trial_id}",
             "run.export=false",
             # Same values as an interrupted attempt: train() resumes it. Other values (KerasTuner
             # rebuilt its state and re-drew this trial): the stale attempt is replaced.
@@ -84,8 +91,13 @@ def make_oracle(kind, space, max_trials, seed, max_epochs):
     # trial's report, and a second worker asking before that gets an empty space and is
     # told to stop (seen here: one of two workers ran no trial). KerasTuner reads seed 0 as
     # "pick one at random", so the oracle gets seed + 1: --seed 0 is as reproducible as any.
-    common = {"objective": objective, "seed": seed + 1, "hyperparameters": space.declared(),
-              "allow_new_entries": space.conditional, "tune_new_entries": True}
+    common = {
+        "objective": objective,
+        "seed": seed + 1,
+        "hyperparameters": space.declared(),
+        "allow_new_entries": space.conditional,
+        "tune_new_entries": True,
+    }
     if kind == "random":
         return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials, **common)
     if kind == "bayesian":
@@ -110,8 +122,9 @@ def run_search(base, space, search_dir, *, tuner="random", max_trials=20, overwr
         raise UsageError(f"unknown tuner {tuner!r}; choose one of: {', '.join(TUNERS)}")
     if not space.sets("model.name") and not base.model.name:
         raise UsageError("no model: pass --model, or set model.name in the space")
-    _claim_search_dir(search_dir, {"base": base.to_dict(), "space": space.record, "tuner": tuner, "max_trials": max_trials},
-                      overwrite)
+    _claim_search_dir(
+        search_dir, {"base": base.to_dict(), "space": space.record, "tuner": tuner, "max_trials": max_trials}, overwrite
+    )
     hparams.write_experiment(search_dir, space.declared(), ["best_val_accuracy", "best_val_loss"])
 
     def make_tuner():
@@ -143,8 +156,13 @@ def _claim_search_dir(search_dir, record, overwrite):
     """A search dir belongs to one search: resuming it with other settings would mix results."""
     if not is_path_component(os.path.basename(os.path.normpath(search_dir))):
         raise UsageError(f"search folder {search_dir!r} must end in one folder name")
-    claim_folder(search_dir, "search.json", record, overwrite,
-                 f"{search_dir} holds a search with other settings; choose another --name or pass --overwrite")
+    claim_folder(
+        search_dir,
+        "search.json",
+        record,
+        overwrite,
+        f"{search_dir} holds a search with other settings; choose another --name or pass --overwrite",
+    )
 
 
 def best_trial(rows):
@@ -155,8 +173,10 @@ def best_trial(rows):
 def summary_lines(rows, search_dir, base_args):
     """What tune.py prints: counts, the best trial, and the train.py command that reproduces it."""
     counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "diverged", "failed", "running")}
-    lines = [f"{len(rows)} trials in {os.path.join(search_dir, 'trials.csv')}: "
-             + ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
+    lines = [
+        f"{len(rows)} trials in {os.path.join(search_dir, 'trials.csv')}: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    ]
     best = best_trial(rows)
     if best:
         sets = " ".join(f"--set {p}={best[p]}" for p in best if "." in p and best[p] not in ("", None))

@@ -19,6 +19,7 @@ KerasTuner's `hp` under the config path's name; conditional spaces are allowed:
             out["model.hidden"] = hp.Choice("model.hidden", ["100", "200,200"])
         return out
 """
+
 import hashlib
 import importlib.util
 import math
@@ -146,7 +147,7 @@ def validate_table(space, where="space"):
     for path, spec in space.items():
         if not isinstance(spec, dict):
             raise UsageError(f"{where}: {path} needs min and max, or values")
-        for value in (spec.get("values") or [spec.get("min"), spec.get("max")]):  # every choice, both ends
+        for value in spec.get("values") or [spec.get("min"), spec.get("max")]:  # every choice, both ends
             check_path(path, value, where)
         if "values" in spec:
             if not spec["values"]:
@@ -176,7 +177,9 @@ def define_table(hp, table):
         elif isinstance(spec["min"], int) and isinstance(spec["max"], int) and not spec.get("float"):
             values[path] = hp.Int(path, spec["min"], spec["max"], sampling=spec.get("sampling", "linear"))
         else:
-            values[path] = hp.Float(path, float(spec["min"]), float(spec["max"]), sampling=spec.get("sampling", "linear"))
+            values[path] = hp.Float(
+                path, float(spec["min"]), float(spec["max"]), sampling=spec.get("sampling", "linear")
+            )
     return values
 
 
@@ -220,7 +223,9 @@ def _refine_range(path, spec, numbers):
     low0, high0 = spec["min"], spec["max"]
 
     def position(v):
-        return (math.log(v) - math.log(low0)) / (math.log(high0) - math.log(low0)) if log else (v - low0) / (high0 - low0)
+        return (
+            (math.log(v) - math.log(low0)) / (math.log(high0) - math.log(low0)) if log else (v - low0) / (high0 - low0)
+        )
 
     if not numbers:
         return spec, None

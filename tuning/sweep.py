@@ -21,6 +21,7 @@ accuracy of the arm's ensemble (its seeds' probabilities averaged on the shared 
 once. Reruns of the same sweep resume; a rerun with other settings is refused (--overwrite starts over).
 TensorBoard's HParams view reads the sweep folder.
 """
+
 import os
 import statistics
 import tomllib
@@ -28,6 +29,7 @@ import tomllib
 import numpy as np
 from tensorboard.plugins.hparams import api as hp_api
 
+from keras_cnn import smoke
 from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, folder_name
 from keras_cnn.config import TrainConfig, apply_overrides, validate
 from keras_cnn.data import prepare_data
@@ -35,7 +37,6 @@ from keras_cnn.errors import UsageError
 from keras_cnn.evaluation import ensemble_probabilities
 from keras_cnn.io import atomic_write, csv_text
 from keras_cnn.run_dir import RunDir
-from keras_cnn import smoke
 from keras_cnn.smoke import cap
 from tuning import hparams
 from tuning.runner import claim_folder, run_trial
@@ -68,10 +69,14 @@ def build_parser():
     parser.add_argument("lab", help="a lab TOML file")
     parser.add_argument("--seeds", type=int, default=3, help="repeats per arm (seeds 0..N-1)")
     parser.add_argument("--folds", type=int, help="k-fold cross-validation instead of one held-out split")
-    parser.add_argument("--data-dir", help="data for every arm (else the lab's data.data_dir, $KERAS_CNN_DATA_DIR or TFDS)")
+    parser.add_argument(
+        "--data-dir", help="data for every arm (else the lab's data.data_dir, $KERAS_CNN_DATA_DIR or TFDS)"
+    )
     parser.add_argument("--output-dir", default="searches")
     parser.add_argument("--overwrite", action="store_true", help="start the sweep over (another --set, say)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="applied to every arm")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="applied to every arm"
+    )
     return parser
 
 
@@ -85,16 +90,33 @@ def main(argv=None):
     extra = [f"data.data_dir={os.path.abspath(args.data_dir)}"] if args.data_dir else []
     configs = {}
     for arm, fields in arms.items():  # validate every arm before training any
-        configs[arm] = validate(apply_overrides(
-            TrainConfig(), assignments(base) + assignments(fields) + extra + smoke.assignments() + list(args.set)))
-    claim(sweep_dir, {"base": base, "arms": arms, "set": args.set, "data_dir": extra, "folds": args.folds}, args.overwrite)
+        configs[arm] = validate(
+            apply_overrides(
+                TrainConfig(), assignments(base) + assignments(fields) + extra + smoke.assignments() + list(args.set)
+            )
+        )
+    claim(
+        sweep_dir, {"base": base, "arms": arms, "set": args.set, "data_dir": extra, "folds": args.folds}, args.overwrite
+    )
     changed = sorted({k for arm in arms.values() for k in arm})
     trials_path, columns = os.path.join(sweep_dir, "trials.csv"), columns_for(["arm", "fold", *changed])
-    hparams.write_experiment(sweep_dir, None, ["best_val_accuracy", "best_val_loss"], extra=sweep_parameters(arms, changed))
+    hparams.write_experiment(
+        sweep_dir, None, ["best_val_accuracy", "best_val_loss"], extra=sweep_parameters(arms, changed)
+    )
     for arm, cfg in configs.items():
         for seed in range(cap(args.seeds, 2)):
             for fold in range(cap(args.folds, 2)) if args.folds else [None]:  # smoke: the first 2 of the folds
-                run_arm(sweep_dir, trials_path, columns, arm, cfg, seed, fold, args.folds, {k: arms[arm].get(k, "") for k in changed})
+                run_arm(
+                    sweep_dir,
+                    trials_path,
+                    columns,
+                    arm,
+                    cfg,
+                    seed,
+                    fold,
+                    args.folds,
+                    {k: arms[arm].get(k, "") for k in changed},
+                )
     summary = summarize(read_trials(trials_path), configs, changed, arms, args.folds)
     atomic_write(os.path.join(sweep_dir, "sweep.csv"), csv_text(summary, list(summary[0])))
     print_summary(name, summary, args, trials_path, sweep_dir)
@@ -103,9 +125,14 @@ def main(argv=None):
 
 def claim(sweep_dir, record, overwrite):
     """A sweep folder belongs to one sweep: a rerun with other settings must not report the old runs."""
-    claim_folder(sweep_dir, "sweep.json", record, overwrite,
-                 f"{sweep_dir} holds this lab run with other settings (--set, data, folds or the lab file); "
-                 "pass --overwrite to run it again from scratch, or --output-dir elsewhere")
+    claim_folder(
+        sweep_dir,
+        "sweep.json",
+        record,
+        overwrite,
+        f"{sweep_dir} holds this lab run with other settings (--set, data, folds or the lab file); "
+        "pass --overwrite to run it again from scratch, or --output-dir elsewhere",
+    )
 
 
 def sweep_parameters(arms, changed):
@@ -121,20 +148,33 @@ def run_arm(sweep_dir, trials_path, columns, arm, cfg, seed, fold, folds, settin
     done = {r["trial_id"]: r for r in read_trials(trials_path)}.get(trial_id)
     if done and done["status"] in ("finished", "diverged"):
         return
-    overrides = [f"run.seed={seed}", f"run.output_dir={os.path.join(sweep_dir, 'runs')}", f"run.name={trial_id}",
-                 "run.export=false"]
+    overrides = [
+        f"run.seed={seed}",
+        f"run.output_dir={os.path.join(sweep_dir, 'runs')}",
+        f"run.name={trial_id}",
+        "run.export=false",
+    ]
     if fold is not None:
         overrides += [f"data.folds={folds}", f"data.fold={fold}"]
     run_cfg = apply_overrides(cfg, overrides)
-    row = {"trial_id": trial_id, "arm": arm, "seed": seed, "fold": "" if fold is None else fold, **settings,
-           "run_dir": os.path.join(run_cfg.run.output_dir, trial_id)}
+    row = {
+        "trial_id": trial_id,
+        "arm": arm,
+        "seed": seed,
+        "fold": "" if fold is None else fold,
+        **settings,
+        "run_dir": os.path.join(run_cfg.run.output_dir, trial_id),
+    }
     try:
         row = run_trial(run_cfg, trials_path, row, columns)
     except UsageError:
-        hparams.write_session(RunDir(row["run_dir"]).tensorboard_dir, trial_id, {"arm": arm, "seed": seed, **settings}, "failed", {})
+        hparams.write_session(
+            RunDir(row["run_dir"]).tensorboard_dir, trial_id, {"arm": arm, "seed": seed, **settings}, "failed", {}
+        )
         raise
-    hparams.write_session(RunDir(row["run_dir"]).tensorboard_dir, trial_id, {"arm": arm, "seed": seed, **settings},
-                          row["status"], row)
+    hparams.write_session(
+        RunDir(row["run_dir"]).tensorboard_dir, trial_id, {"arm": arm, "seed": seed, **settings}, row["status"], row
+    )
 
 
 def summarize(rows, configs, changed, arms, folds):
@@ -143,14 +183,19 @@ def summarize(rows, configs, changed, arms, folds):
         mine = [r for r in rows if r["arm"] == arm]
         finished = [r for r in mine if r["status"] == "finished" and r["best_val_accuracy"] not in ("", None)]
         accs = [float(r["best_val_accuracy"]) for r in finished]
-        summary.append({
-            "arm": arm, "runs": len(accs), "mean_val_accuracy": round(statistics.mean(accs), 4) if accs else "",
-            "std_val_accuracy": round(statistics.stdev(accs), 4) if len(accs) > 1 else "",
-            "min_val_accuracy": min(accs, default=""), "max_val_accuracy": max(accs, default=""),
-            "ensemble_val_accuracy": ensemble_accuracy(cfg, finished) if not folds and len(finished) > 1 else "",
-            "diverged": sum(r["status"] == "diverged" for r in mine),
-            **{k: arms[arm].get(k, "") for k in changed},
-        })
+        summary.append(
+            {
+                "arm": arm,
+                "runs": len(accs),
+                "mean_val_accuracy": round(statistics.mean(accs), 4) if accs else "",
+                "std_val_accuracy": round(statistics.stdev(accs), 4) if len(accs) > 1 else "",
+                "min_val_accuracy": min(accs, default=""),
+                "max_val_accuracy": max(accs, default=""),
+                "ensemble_val_accuracy": ensemble_accuracy(cfg, finished) if not folds and len(finished) > 1 else "",
+                "diverged": sum(r["status"] == "diverged" for r in mine),
+                **{k: arms[arm].get(k, "") for k in changed},
+            }
+        )
     return summary
 
 

@@ -3,6 +3,7 @@
 Rows are replaced in place by trial_id under an exclusive lock and the file is rewritten
 atomically, so workers sharing a search directory never lose or duplicate a row.
 """
+
 from keras_cnn import plots
 from keras_cnn.io import read_csv, rewrite_locked
 
@@ -35,8 +36,16 @@ def plot_search(rows, hyperparameters, path):
         return
     fig, axes = plots.plt.subplots(1, len(numeric), figsize=(4.5 * len(numeric), 3.8), squeeze=False)
     for ax, p in zip(axes[0], numeric):
-        for status, marker, color in (("finished", "o", "tab:blue"), ("diverged", "x", "tab:red"), ("stopped", "s", "tab:orange")):
-            pts = [(float(r[p.name]), float(r["best_val_accuracy"] or 0)) for r in rows if r["status"] == status and r.get(p.name)]
+        for status, marker, color in (
+            ("finished", "o", "tab:blue"),
+            ("diverged", "x", "tab:red"),
+            ("stopped", "s", "tab:orange"),
+        ):
+            pts = [
+                (float(r[p.name]), float(r["best_val_accuracy"] or 0))
+                for r in rows
+                if r["status"] == status and r.get(p.name)
+            ]
             if pts:
                 ax.scatter(*zip(*pts), marker=marker, color=color, label=status)
         if getattr(p, "sampling", None) == "log":

@@ -12,17 +12,18 @@ when every trial failed. Distributed: start the same command on each machine wit
 KERASTUNER_TUNER_ID (chief, tuner0, tuner1, ...), KERASTUNER_ORACLE_IP and
 KERASTUNER_ORACLE_PORT set (see the README).
 """
+
 import logging
 import os
 import shlex
 import sys
 
+from keras_cnn import smoke
 from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, folder_name
 from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError, choose
 from keras_cnn.presets import preset
-from keras_cnn import smoke
 from keras_cnn.smoke import cap
 from tuning import search, spaces
 from tuning.trials import read_trials
@@ -34,17 +35,28 @@ def build_parser():
     parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name)")
     parser.add_argument("--data-dir")
     parser.add_argument("--preset", help="start every trial from this preset's config")
-    parser.add_argument("--space", default="default", help="default (the model family's), a built-in name, a TOML file, or a .py file defining space(hp)")
+    parser.add_argument(
+        "--space",
+        default="default",
+        help="default (the model family's), a built-in name, a TOML file, or a .py file defining space(hp)",
+    )
     parser.add_argument("--tuner", default="random", help="random, bayesian, hyperband, grid")
     parser.add_argument("--max-trials", type=int, default=20)
     parser.add_argument("--epochs-per-trial", type=int, default=5, help="epochs per trial (hyperband: the maximum)")
-    parser.add_argument("--seed", type=int, default=0, help="the oracle's seed and every trial's training seed (0 is a seed like any other)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the oracle's seed and every trial's training seed (0 is a seed like any other)",
+    )
     parser.add_argument("--output-dir", default="searches")
     parser.add_argument("--name", help="search name (default <model>-<dataset>-<tuner>[-refine])")
     parser.add_argument("--refine", metavar="TRIALS_CSV", help="narrow the space around the best trials of this search")
     parser.add_argument("--top", type=int, default=5, help="with --refine: how many best trials define the new ranges")
     parser.add_argument("--overwrite", action="store_true", help="start the search over instead of resuming it")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="fixed config for every trial")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="fixed config for every trial"
+    )
     return parser
 
 
@@ -81,8 +93,9 @@ def main(argv=None):
     for note in notes:
         print(f"refine: {note}")
     try:
-        rows = search.run_search(base, space, search_dir, tuner=args.tuner, max_trials=cap(args.max_trials, 2),
-                                 overwrite=args.overwrite)
+        rows = search.run_search(
+            base, space, search_dir, tuner=args.tuner, max_trials=cap(args.max_trials, 2), overwrite=args.overwrite
+        )
     except search.SearchFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -91,8 +104,14 @@ def main(argv=None):
 
 
 def _train_args(args):
-    out = (["--model", args.model] if args.model else []) + ["--dataset", args.dataset, "--epochs",
-                                                              str(args.epochs_per_trial), "--seed", str(args.seed)]
+    out = (["--model", args.model] if args.model else []) + [
+        "--dataset",
+        args.dataset,
+        "--epochs",
+        str(args.epochs_per_trial),
+        "--seed",
+        str(args.seed),
+    ]
     if args.data_dir:
         out += ["--data-dir", args.data_dir]
     if args.preset:

@@ -17,6 +17,7 @@ batch from memory), reported per epoch after the first; `--compare-keras` also t
 streams from the files (or prepared shards) at that resolution; with `--vs-torch PYTHON`
 interleaved with ../shared/bench/torch_pipeline_reference.py (`--eval`: the evaluation transform).
 """
+
 import json
 import os
 import resource
@@ -36,18 +37,25 @@ from keras_cnn.perf import benchmark_models, measure_peaks
 from keras_cnn.smoke import cap
 
 
-@cli_entry
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", nargs="+", help="models whose training step to time, e.g. resnet20 vgg16 alexnet")
-    parser.add_argument("--precision", nargs="+", default=["auto"],
-                        help="float32, mixed_bfloat16, auto (the default train() would pick)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["auto"],
+        help="float32, mixed_bfloat16, auto (the default train() would pick)",
+    )
     parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=30, help="untimed steps first (tracing, oneDNN primitive caches)")
     parser.add_argument("--repeats", type=int, default=1, help="measurements per configuration")
     parser.add_argument("--steps-per-call", type=int, default=10)
-    parser.add_argument("--mode", default="train", choices=("train", "eval"),
-                        help="train: the training step; eval: the Trainer's evaluation step (inference)")
+    parser.add_argument(
+        "--mode",
+        default="train",
+        choices=("train", "eval"),
+        help="train: the training step; eval: the Trainer's evaluation step (inference)",
+    )
     parser.add_argument("--vs-torch", metavar="PYTHON", help="interpreter with torch 2.13 for the reference")
     parser.add_argument("--torch-reference", default=None, help="path to torch_reference.py (default ../shared/bench/)")
     parser.add_argument("--pipeline", action="store_true", help="benchmark the input pipeline alone")
@@ -59,17 +67,29 @@ def main(argv=None):
     parser.add_argument("--no-augment", action="store_true", help="skip crop and flip")
     parser.add_argument("--image-size", type=int, help="--pipeline: stream at this resolution (random-resized-crop)")
     parser.add_argument("--eval", action="store_true", help="--pipeline: time the evaluation transform (center crop)")
-    parser.add_argument("--cache", choices=("auto", "memory", "disk", "none"),
-                        help="--pipeline: where decoded images live (default: none with --image-size, else auto)")
-    parser.add_argument("--torch-pipeline-reference", help="path to torch_pipeline_reference.py (default ../shared/bench/)")
+    parser.add_argument(
+        "--cache",
+        choices=("auto", "memory", "disk", "none"),
+        help="--pipeline: where decoded images live (default: none with --image-size, else auto)",
+    )
+    parser.add_argument(
+        "--torch-pipeline-reference", help="path to torch_pipeline_reference.py (default ../shared/bench/)"
+    )
     parser.add_argument("--compare-keras", action="store_true", help="also time image_dataset_from_directory")
     parser.add_argument("--keras-batches", type=int, default=100, help="batches timed for --compare-keras")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@cli_entry
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     # KERAS_CNN_SMOKE=1: a few steps of each measurement, to check the command works.
     args.steps, args.warmup, args.repeats = cap(args.steps, 3), cap(args.warmup, 2), cap(args.repeats, 1)
     args.epochs, args.keras_batches = cap(args.epochs, 1), cap(args.keras_batches, 3)
     if not args.pipeline and not args.model and not args.peaks:
-        raise UsageError("nothing to measure: pass --model NAME (training step), --pipeline (input pipeline) or --peaks")
+        raise UsageError(
+            "nothing to measure: pass --model NAME (training step), --pipeline (input pipeline) or --peaks"
+        )
     if args.batch_size < 1 or args.epochs < 1 or args.steps < 1 or args.repeats < 1:
         raise UsageError("--batch-size, --epochs, --steps and --repeats must be at least 1")
     if args.peaks:
@@ -79,10 +99,19 @@ def main(argv=None):
         if args.compare_keras:
             print(json.dumps(benchmark_keras_folder(args)), flush=True)
     if args.model:
-        benchmark_models(args.model, args.precision, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                         repeats=args.repeats, steps_per_call=args.steps_per_call, mode=args.mode,
-                         torch_python=args.vs_torch, torch_script=args.torch_reference,
-                         emit=lambda line: print(line, flush=True))
+        benchmark_models(
+            args.model,
+            args.precision,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            steps_per_call=args.steps_per_call,
+            mode=args.mode,
+            torch_python=args.vs_torch,
+            torch_script=args.torch_reference,
+            emit=lambda line: print(line, flush=True),
+        )
     return 0
 
 
@@ -97,8 +126,11 @@ def benchmark_pipeline(args, emit):
     """
     streaming = args.image_size is not None
     cfg = DataConfig(
-        dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
-        crop_padding=0 if args.no_augment or streaming else 4, flip=not args.no_augment,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        crop_padding=0 if args.no_augment or streaming else 4,
+        flip=not args.no_augment,
         image_size=(args.image_size, args.image_size) if streaming else None,
         cache=args.cache or ("none" if streaming else "auto"),
         augmentation="random_resized_crop" if streaming and not args.no_augment else "standard",
@@ -114,16 +146,32 @@ def benchmark_pipeline(args, emit):
         ds = make_dataset(data.train, cfg, training=not args.eval, seed=0, epoch=repeat, normalizer=data.normalizer)
         rate = _images_per_sec(ds, args.warmup, args.steps)
         ours.append(rate)
-        emit({"framework": "keras_cnn", "pipeline": "eval" if args.eval else "train", "image_size": args.image_size,
-              "batch_size": args.batch_size, "source": type(data.train).__name__, "images_per_sec": round(rate, 1),
-              "peak_rss_mb": round(peak_rss_mb(), 1), "repeat": repeat})
+        emit(
+            {
+                "framework": "keras_cnn",
+                "pipeline": "eval" if args.eval else "train",
+                "image_size": args.image_size,
+                "batch_size": args.batch_size,
+                "source": type(data.train).__name__,
+                "images_per_sec": round(rate, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "repeat": repeat,
+            }
+        )
         if args.vs_torch:
             ref = run_torch_pipeline(args)
             emit({**ref, "repeat": repeat})
             pairs.append(rate / ref["images_per_sec"])
     if pairs:
-        emit({"ratio": f"keras_cnn / torch DataLoader ({'eval' if args.eval else 'train'})", "pairs": len(pairs),
-              "min": round(min(pairs), 3), "median": round(statistics.median(pairs), 3), "max": round(max(pairs), 3)})
+        emit(
+            {
+                "ratio": f"keras_cnn / torch DataLoader ({'eval' if args.eval else 'train'})",
+                "pairs": len(pairs),
+                "min": round(min(pairs), 3),
+                "median": round(statistics.median(pairs), 3),
+                "max": round(max(pairs), 3),
+            }
+        )
 
 
 def _images_per_sec(ds, warmup, steps):
@@ -143,11 +191,19 @@ def _in_memory_epochs(args, cfg, data, setup, emit):
         start = time.perf_counter()
         count = sum(int(x.shape[0]) for x, _ in ds)
         rates.append(count / (time.perf_counter() - start))
-    emit({
-        "benchmark": "pipeline", "dataset": args.dataset, "batch_size": args.batch_size, "augment": not args.no_augment,
-        "train_images": len(data.train), "decode_seconds": round(setup, 1), "images_per_sec": round(statistics.median(rates)),
-        "images_per_sec_per_epoch": [round(r) for r in rates], "source": type(data.train).__name__,
-    })
+    emit(
+        {
+            "benchmark": "pipeline",
+            "dataset": args.dataset,
+            "batch_size": args.batch_size,
+            "augment": not args.no_augment,
+            "train_images": len(data.train),
+            "decode_seconds": round(setup, 1),
+            "images_per_sec": round(statistics.median(rates)),
+            "images_per_sec_per_epoch": [round(r) for r in rates],
+            "source": type(data.train).__name__,
+        }
+    )
 
 
 def peak_rss_mb():
@@ -155,15 +211,31 @@ def peak_rss_mb():
 
 
 def run_torch_pipeline(args):
-    script = os.path.abspath(args.torch_pipeline_reference or os.path.join(
-        os.path.dirname(__file__), "..", "..", "..", "shared", "bench", "torch_pipeline_reference.py"))
+    script = os.path.abspath(
+        args.torch_pipeline_reference
+        or os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "bench", "torch_pipeline_reference.py")
+    )
     if not os.path.isfile(script):
         raise UsageError(f"torch pipeline reference not found at {script}; pass --torch-pipeline-reference PATH")
     folder = args.data_dir
     if os.path.isdir(os.path.join(folder, "train")):
         folder = os.path.join(folder, "train")
-    command = [args.vs_torch, script, "--data-dir", folder, "--image-size", str(args.image_size), "--batch-size",
-               str(args.batch_size), "--batches", str(args.steps), "--warmup", str(args.warmup), "--workers", "2"]
+    command = [
+        args.vs_torch,
+        script,
+        "--data-dir",
+        folder,
+        "--image-size",
+        str(args.image_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--batches",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--workers",
+        "2",
+    ]
     out = subprocess.run(command + (["--eval"] if args.eval else []), capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
@@ -173,13 +245,14 @@ def run_torch_pipeline(args):
 
 def benchmark_keras_folder(args):
 
-
     folder = args.data_dir
     if folder and os.path.isdir(os.path.join(folder, "train")):
         folder = os.path.join(folder, "train")
     if not folder or not os.path.isdir(folder):
         raise UsageError("--compare-keras needs --data-dir pointing at an image folder")
-    ds = keras.utils.image_dataset_from_directory(folder, batch_size=args.batch_size, image_size=(32, 32), verbose=False)
+    ds = keras.utils.image_dataset_from_directory(
+        folder, batch_size=args.batch_size, image_size=(32, 32), verbose=False
+    )
     # Repeated: a folder smaller than warm-up + timed batches must not run dry mid-measurement.
     ds = ds.map(lambda x, y: (x / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE).repeat().prefetch(tf.data.AUTOTUNE)
     it = iter(ds)

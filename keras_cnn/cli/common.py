@@ -1,5 +1,6 @@
 """What every CLI shares: the entry wrapper (one line per error, never a traceback), argument parsing,
 model options, shapes."""
+
 import argparse
 import datetime
 import errno
@@ -83,8 +84,11 @@ def _crash(err):
         except OSError:
             path = None
     where = f"the traceback is in {path}" if path else "the traceback could not be saved"
-    return _fail(f"error: internal error ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                 f"{where}; please report it", 1)
+    return _fail(
+        f"error: internal error ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+        f"{where}; please report it",
+        1,
+    )
 
 
 def folder_name(name, what):

@@ -12,6 +12,7 @@ With --run RUN --visualize IMAGE: what the trained convnet learned (filters.png:
 filters; activation_maps.png: the maps of --layers for IMAGE; saliency.png: the gradient of the
 predicted (or --class) score with respect to IMAGE's pixels).
 """
+
 import os
 
 import keras
@@ -42,16 +43,26 @@ def build_parser():
     parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name, else mnist)")
     parser.add_argument("--data-dir")
     parser.add_argument("--output-dir", default="diagnostics")
-    parser.add_argument("--learning-rate", "--lr", type=float, default=0.01, dest="learning_rate",
-                        help="SGD learning rate for the update/weight ratio check")
+    parser.add_argument(
+        "--learning-rate",
+        "--lr",
+        type=float,
+        default=0.01,
+        dest="learning_rate",
+        help="SGD learning rate for the update/weight ratio check",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto", help="as train.py's --precision")
     parser.add_argument("--compare-init", action="store_true", help="draw the initialization experiment instead")
     parser.add_argument("--activation-for-compare", nargs="+", default=["tanh", "relu"])
     parser.add_argument("--run", help="a trained run, for --visualize")
-    parser.add_argument("--visualize", metavar="IMAGE", help="filters, activation maps and saliency of --run's model for IMAGE")
-    parser.add_argument("--layers", nargs="+", help="layers whose activation maps to draw (default: the first three activations)")
+    parser.add_argument(
+        "--visualize", metavar="IMAGE", help="filters, activation maps and saliency of --run's model for IMAGE"
+    )
+    parser.add_argument(
+        "--layers", nargs="+", help="layers whose activation maps to draw (default: the first three activations)"
+    )
     parser.add_argument("--class", dest="class_name", help="saliency for this class (default: the predicted one)")
     add_model_args(parser)
     return parser
@@ -66,8 +77,6 @@ def main(argv=None):
     except OSError as err:
         raise UsageError(f"cannot create {args.output_dir} ({err.strerror}); choose a writable --output-dir") from None
 
-
-
     keras.utils.set_random_seed(args.seed)
     if args.compare_init:
         path = os.path.join(args.output_dir, "compare_init.png")
@@ -75,7 +84,9 @@ def main(argv=None):
         atomic_write(os.path.join(args.output_dir, "compare_init.csv"), csv_text(table, list(table[0])))
         for row in table:
             stds = [v for k, v in row.items() if k.endswith("_std")]
-            print(f"{row['activation']:<5} {row['initializer']:<24} std by layer: " + " ".join(f"{s:.3g}" for s in stds))
+            print(
+                f"{row['activation']:<5} {row['initializer']:<24} std by layer: " + " ".join(f"{s:.3g}" for s in stds)
+            )
         print(f"picture: {path}")
         return 0
 
@@ -86,8 +97,10 @@ def main(argv=None):
     print(f"{'check':<{width}}  status  detail")
     for c in checks:
         print(f"{c.name:<{width}}  {c.status:<6}  {c.detail}")
-    atomic_write(os.path.join(args.output_dir, "diagnostics.csv"),
-                 csv_text([c.row() for c in checks], ["check", "status", "value", "detail"]))
+    atomic_write(
+        os.path.join(args.output_dir, "diagnostics.csv"),
+        csv_text([c.row() for c in checks], ["check", "status", "value", "detail"]),
+    )
     write_json(os.path.join(args.output_dir, "diagnostics.json"), {"checks": [c.row() for c in checks]})
     lr = next(c for c in checks if c.name == "lr_range")
     print(f"suggested lr {lr.value:.2g}")
@@ -98,8 +111,14 @@ def diagnostic_config(args):
     """The TrainConfig every check builds from: the flags' model, data and precision."""
 
     dataset = args.dataset or (infer_dataset_name(args.data_dir) if args.data_dir else "mnist")
-    assignments = [f"model.name={args.model}", f"data.dataset={dataset}", f"data.batch_size={args.batch_size}",
-                   f"run.seed={args.seed}", f"run.precision={args.precision}", "optimizer.momentum=0.9"]
+    assignments = [
+        f"model.name={args.model}",
+        f"data.dataset={dataset}",
+        f"data.batch_size={args.batch_size}",
+        f"run.seed={args.seed}",
+        f"run.precision={args.precision}",
+        "optimizer.momentum=0.9",
+    ]
     if args.data_dir:
         assignments.append(f"data.data_dir={args.data_dir}")
     return validate(apply_overrides(TrainConfig(), assignments + model_assignments(args)))
@@ -133,11 +152,14 @@ def run_checks(args):
         return create_model(cfg.model.name, shape, k, **{**model_options(cfg), **extra})
 
     model = build()
-    checks = [d.initial_loss_check(model, probe, probe_labels, k),
-              d.regularization_raises_loss_check(model, build(weight_decay=1e-2), probe, probe_labels),
-              d.overfit_check(cfg, images[:20], labels[:20], k, max_steps=cap(300, 30)),
-              d.lr_range_test(cfg, images, labels, k, steps=cap(200, 30),
-                              plot_path=os.path.join(args.output_dir, "lr_range.png"))]
+    checks = [
+        d.initial_loss_check(model, probe, probe_labels, k),
+        d.regularization_raises_loss_check(model, build(weight_decay=1e-2), probe, probe_labels),
+        d.overfit_check(cfg, images[:20], labels[:20], k, max_steps=cap(300, 30)),
+        d.lr_range_test(
+            cfg, images, labels, k, steps=cap(200, 30), plot_path=os.path.join(args.output_dir, "lr_range.png")
+        ),
+    ]
     stats = d.activation_statistics(model, probe)
     if stats:
         d.plot_activation_histograms(stats, os.path.join(args.output_dir, "activations.png"))
@@ -174,10 +196,16 @@ def visualize_run(args):
     filters, first = visualize.first_layer_filters(model)
     out = args.output_dir
     visualize.plot_filters(filters, first, os.path.join(out, "filters.png"))
-    visualize.plot_activation_maps(visualize.activation_maps(model, x, layers), os.path.join(out, "activation_maps.png"))
-    visualize.plot_saliency(pixels, visualize.class_saliency(model, x, target), names[target], os.path.join(out, "saliency.png"))
-    print(f"predicted {names[predicted]}; filters.png ({len(filters)} of {first}), activation_maps.png ({', '.join(layers)}), "
-          f"saliency.png (class {names[target]}) in {out}")
+    visualize.plot_activation_maps(
+        visualize.activation_maps(model, x, layers), os.path.join(out, "activation_maps.png")
+    )
+    visualize.plot_saliency(
+        pixels, visualize.class_saliency(model, x, target), names[target], os.path.join(out, "saliency.png")
+    )
+    print(
+        f"predicted {names[predicted]}; filters.png ({len(filters)} of {first}), activation_maps.png ({', '.join(layers)}), "
+        f"saliency.png (class {names[target]}) in {out}"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ Several --run / --saved-model form an ensemble (CS231n): their probabilities are
 Writes evaluation.json (accuracy, top-5, log loss), per_class.csv (precision, recall, f1),
 confusion_matrix.csv and confusion_matrix.png into --output-dir (default <run>/eval-<split>).
 """
+
 import dataclasses
 import os
 
@@ -29,10 +30,18 @@ SPLITS = ("validation", "train", "test", "all")
 @cli_entry
 def main(argv=None):
     parser = ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", default=[], help="a run directory (config.json + model.keras); repeat for an ensemble")
-    parser.add_argument("--saved-model", action="append", default=[], help="an exported SavedModel version directory; repeatable")
-    parser.add_argument("--split", default="validation", choices=SPLITS,
-                        help="validation/train: the run's own split; test: the source's test split; all: every image of --data-dir")
+    parser.add_argument(
+        "--run", action="append", default=[], help="a run directory (config.json + model.keras); repeat for an ensemble"
+    )
+    parser.add_argument(
+        "--saved-model", action="append", default=[], help="an exported SavedModel version directory; repeatable"
+    )
+    parser.add_argument(
+        "--split",
+        default="validation",
+        choices=SPLITS,
+        help="validation/train: the run's own split; test: the source's test split; all: every image of --data-dir",
+    )
     parser.add_argument("--dataset", help="dataset name (default: the run's)")
     parser.add_argument("--data-dir", help="evaluate on data from here instead of the run's source")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -44,7 +53,10 @@ def main(argv=None):
     members = [_run_predictor(p) for p in args.run] + [_saved_model_predictor(p) for p in args.saved_model]
     record = members[0][1]
     for _, other in members[1:]:  # an ensemble's members must answer the same question
-        if other["data"]["class_names"] != record["data"]["class_names"] or other["data"]["image_shape"] != record["data"]["image_shape"]:
+        if (
+            other["data"]["class_names"] != record["data"]["class_names"]
+            or other["data"]["image_shape"] != record["data"]["image_shape"]
+        ):
             raise UsageError("the ensemble's members differ in classes or image shape; combine models of one dataset")
     default_out = (args.run + args.saved_model)[0] if len(members) == 1 else (args.output_dir or "ensemble-eval")
     split, class_names = _load_split(record, args)
@@ -54,15 +66,19 @@ def main(argv=None):
         labels.append(batch_labels)
     probabilities, labels = np.concatenate(probabilities), np.concatenate(labels)
     summary, per_class, confusion = classification_metrics(probabilities, labels, class_names)
-    summary.update(split=args.split, source=args.data_dir or record["config"]["data"].get("data_dir"), members=len(members))
+    summary.update(
+        split=args.split, source=args.data_dir or record["config"]["data"].get("data_dir"), members=len(members)
+    )
     out_dir = args.output_dir or os.path.join(default_out, f"eval-{args.split}")
     try:
         write_evaluation(out_dir, summary, per_class, confusion, class_names)
     except OSError as err:
         raise UsageError(f"cannot write to {out_dir} ({err.strerror}); choose a writable --output-dir") from None
     what = f"ensemble of {len(members)}: " if len(members) > 1 else ""
-    print(f"{what}{summary['images']} images: accuracy {summary['accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
-          f"log loss {summary['log_loss']:.4f}; details in {out_dir}")
+    print(
+        f"{what}{summary['images']} images: accuracy {summary['accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
+        f"log loss {summary['log_loss']:.4f}; details in {out_dir}"
+    )
     return 0
 
 
@@ -100,7 +116,9 @@ def _load_split(record, args):
         raise UsageError(f"the data has no {args.split} split; choose another --split")
     expected = record.get("data", {}).get("class_names")
     if expected and list(expected) != list(names):
-        raise UsageError(f"the data's classes ({len(names)}) differ from the model's ({len(expected)}); evaluate on data with the same classes")
+        raise UsageError(
+            f"the data's classes ({len(names)}) differ from the model's ({len(expected)}); evaluate on data with the same classes"
+        )
     return split, names
 
 

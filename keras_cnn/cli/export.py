@@ -6,6 +6,7 @@
 
 --ensemble writes one SavedModel that averages its members' probabilities, with the same two signatures.
 """
+
 from keras_cnn.cli.common import ArgumentParser, cli_entry, folder_name
 from keras_cnn.errors import UsageError
 from keras_cnn.export import export_ensemble, export_run

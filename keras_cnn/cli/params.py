@@ -5,6 +5,7 @@ then the totals (Keras's three lines).
     python scripts/params.py --model mlp --input-shape 64x64x1 --hidden 32 --num-classes 3
     python scripts/params.py --list                                                  # the models and their options
 """
+
 import keras
 
 from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_flags, parse_shape
@@ -66,7 +67,9 @@ def list_table():
 def main(argv=None):
     parser = ArgumentParser(prog="params.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a registered model name (see --list)")
-    parser.add_argument("--list", action="store_true", help="list the registered models with their options and defaults")
+    parser.add_argument(
+        "--list", action="store_true", help="list the registered models with their options and defaults"
+    )
     parser.add_argument("--input-shape", default="32x32x3", help="HxWxC, e.g. 28x28x1 (default 32x32x3)")
     parser.add_argument("--num-classes", type=int, default=10)
     add_model_args(parser)
@@ -81,7 +84,9 @@ def main(argv=None):
     width = max(len(r[0]) for r in rows) + 2
     shape_width = max(len(r[1]) for r in rows) + 2
     print(f"Model: {model.name}")
-    header = f"{'Layer':<{width}}{'Output shape':<{shape_width}}{'Weights':>12}{'Biases':>10}{'BatchNorm':>11}{'Params':>12}"
+    header = (
+        f"{'Layer':<{width}}{'Output shape':<{shape_width}}{'Weights':>12}{'Biases':>10}{'BatchNorm':>11}{'Params':>12}"
+    )
     print(header)
     print("-" * len(header))
     for name, shape, weights, biases, bn, total in rows:

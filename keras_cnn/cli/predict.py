@@ -9,6 +9,7 @@ ensemble: their probabilities are averaged (CS231n's model ensembles). Uses only
 `serve_image_bytes` signature), as a serving client would. --output writes a CSV (path, then
 class and probability for each of the top k) or JSON; without it, one line per image.
 """
+
 import glob
 import json
 import logging
@@ -30,8 +31,12 @@ BATCH = 64
 @cli_entry
 def main(argv=None):
     parser = ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", required=True,
-                        help="a SavedModel version folder or a run folder; repeat it for an ensemble")
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="a SavedModel version folder or a run folder; repeat it for an ensemble",
+    )
     parser.add_argument("images", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--output", help="write the predictions to FILE.csv or FILE.json")
@@ -44,7 +49,7 @@ def main(argv=None):
     files, named = expand(args.images)
     rows = []
     for start in range(0, len(files), BATCH):
-        batch = files[start:start + BATCH]
+        batch = files[start : start + BATCH]
         probabilities, kept = predict_batch(models, batch, named)
         for path, p in zip(kept, probabilities):
             top = np.argsort(-p)[: args.top_k]
@@ -56,7 +61,9 @@ def main(argv=None):
 def load_member(path):
     """A SavedModel, or a run folder's own saved_model/1."""
     version = path
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")) and os.path.isdir(os.path.join(path, "saved_model", "1")):
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")) and os.path.isdir(
+        os.path.join(path, "saved_model", "1")
+    ):
         version = os.path.join(path, "saved_model", "1")
     loaded = load_saved_model(version)
     return loaded.signatures["serve_image_bytes"], [n.decode() for n in loaded.class_names[0].numpy()]
@@ -66,7 +73,9 @@ def check_same_classes(models, paths):
     names = models[0][1]
     for (_, other), path in zip(models[1:], paths[1:]):
         if other != names:
-            raise UsageError(f"{path} predicts other classes than {paths[0]}; an ensemble's members must share their classes")
+            raise UsageError(
+                f"{path} predicts other classes than {paths[0]}; an ensemble's members must share their classes"
+            )
     return names
 
 
@@ -75,7 +84,9 @@ def expand(patterns):
     files, named = [], set()
     for pattern in patterns:
         if os.path.isdir(pattern):
-            found = sorted(os.path.join(d, f) for d, _, fs in os.walk(pattern) for f in fs if f.lower().endswith(IMAGE_EXTENSIONS))
+            found = sorted(
+                os.path.join(d, f) for d, _, fs in os.walk(pattern) for f in fs if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
         elif any(c in pattern for c in "*?["):
             found = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
         else:
@@ -130,12 +141,24 @@ def write(rows, output, k):
     if not os.path.isdir(directory):
         raise UsageError(f"--output {output}: folder {directory} does not exist")
     if output.endswith(".json"):
-        atomic_write(output, json.dumps([{"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
-                                         for r in rows], indent=2) + "\n")
+        atomic_write(
+            output,
+            json.dumps(
+                [{"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]} for r in rows],
+                indent=2,
+            )
+            + "\n",
+        )
         return
     columns = ["path"] + [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("class", "probability")]
-    table = [{"path": r["path"], **{f"class_{i}": c for i, (c, _) in enumerate(r["top"], 1)},
-              **{f"probability_{i}": round(p, 6) for i, (_, p) in enumerate(r["top"], 1)}} for r in rows]
+    table = [
+        {
+            "path": r["path"],
+            **{f"class_{i}": c for i, (c, _) in enumerate(r["top"], 1)},
+            **{f"probability_{i}": round(p, 6) for i, (_, p) in enumerate(r["top"], 1)},
+        }
+        for r in rows
+    ]
     atomic_write(output, csv_text(table, columns))
     print(f"{len(rows)} images -> {output}")
 

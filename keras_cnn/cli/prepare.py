@@ -11,6 +11,7 @@ OUT_DIR gets the shards, each split's labels and manifest.json (class names, cou
 normalization statistics, source, every shard's size and sha256). Each shard is written atomically;
 an interrupted prepare resumes where it stopped.
 """
+
 import os
 
 import numpy as np
@@ -37,8 +38,11 @@ def build_parser():
 
 def collect(source, dataset):
     """{split: (encoded bytes getter, labels, decode info)}, class names, image shape, description."""
-    if os.path.isdir(source) and not os.path.isfile(os.path.join(source, "dataset_info.json")) \
-            and not os.path.isfile(os.path.join(source, "train.npz")):
+    if (
+        os.path.isdir(source)
+        and not os.path.isfile(os.path.join(source, "dataset_info.json"))
+        and not os.path.isfile(os.path.join(source, "train.npz"))
+    ):
         loaded = load_image_folder(source)
         splits = {name: (list(split.paths), split.labels) for name, split in _named(loaded).items()}
         sizes = {split.size for split in _named(loaded).values()}
@@ -54,8 +58,11 @@ def collect(source, dataset):
 
 
 def _named(loaded):
-    return {name: split for name, split in (("train", loaded.train), ("validation", loaded.validation),
-                                            ("test", loaded.test)) if split is not None}
+    return {
+        name: split
+        for name, split in (("train", loaded.train), ("validation", loaded.validation), ("test", loaded.test))
+        if split is not None
+    }
 
 
 def _png(images):
@@ -68,8 +75,10 @@ def main(argv=None):
     shard_bytes = parse_size(args.shard_size)
     if records.is_prepared(args.out_dir):
         manifest = records.read_manifest(args.out_dir)
-        print(f"{args.out_dir} is already prepared ({sum(s['count'] for s in manifest['splits'].values()):,} records); "
-              "train with --data-dir " + args.out_dir)
+        print(
+            f"{args.out_dir} is already prepared ({sum(s['count'] for s in manifest['splits'].values()):,} records); "
+            "train with --data-dir " + args.out_dir
+        )
         return 0
     if not os.path.exists(args.source) and "/" in args.source:
         raise UsageError(f"{args.source} does not exist; give an image folder, an .npz file or a TFDS name")
@@ -84,25 +93,45 @@ def main(argv=None):
         order = np.random.default_rng(args.seed).permutation(len(labels))  # every shard mixes the classes
         encoded = [encoded[i] for i in order]
         if isinstance(encoded[0], str):  # image files: their bytes, read as each shard is written
-            encoded = (lambda paths: (lambda i: open(paths[i], "rb").read()))(encoded)
+            encoded = (lambda paths: lambda i: open(paths[i], "rb").read())(encoded)
         split = SPLIT_NAMES.get(name, name)
-        entries[split] = records.write_split(args.out_dir, split, encoded, np.asarray(labels)[order], shard_bytes,
-                                             verbose=0 if args.quiet else 1)
+        entries[split] = records.write_split(
+            args.out_dir, split, encoded, np.asarray(labels)[order], shard_bytes, verbose=0 if args.quiet else 1
+        )
     stats = train_statistics(args.out_dir, entries["train"], shape, channels)
-    records.finish_manifest(args.out_dir, {"class_names": list(names), "image_shape": shape, "channels": int(channels),
-                                           "source": description, "normalization": stats, "splits": entries,
-                                           "dataset": dataset, "seed": args.seed})
+    records.finish_manifest(
+        args.out_dir,
+        {
+            "class_names": list(names),
+            "image_shape": shape,
+            "channels": int(channels),
+            "source": description,
+            "normalization": stats,
+            "splits": entries,
+            "dataset": dataset,
+            "seed": args.seed,
+        },
+    )
     total = sum(e["count"] for e in entries.values())
-    print(f"prepared {total:,} records in {sum(len(e['shards']) for e in entries.values())} shard(s) -> {args.out_dir}; "
-          f"train with --data-dir {args.out_dir}")
+    print(
+        f"prepared {total:,} records in {sum(len(e['shards']) for e in entries.values())} shard(s) -> {args.out_dir}; "
+        f"train with --data-dir {args.out_dir}"
+    )
     return 0
 
 
 def train_statistics(out_dir, entry, shape, channels, limit=5000):
     """Per-channel mean and std (pixel units) of the first `limit` training records, read back from the shards."""
     size = tuple(shape[:2]) if shape else (224, 224)
-    split = records.RecordSplit(out_dir, "train", [(os.path.join(out_dir, s["file"]), s["count"]) for s in entry["shards"]],
-                                np.arange(entry["count"]), np.zeros(entry["count"], np.int32), size, int(channels))
+    split = records.RecordSplit(
+        out_dir,
+        "train",
+        [(os.path.join(out_dir, s["file"]), s["count"]) for s in entry["shards"]],
+        np.arange(entry["count"]),
+        np.zeros(entry["count"], np.int32),
+        size,
+        int(channels),
+    )
     # Batch by batch: a 224-px sample held at once in float64 took 13 GB for 5,000 images.
     head = split.take(np.arange(min(limit, entry["count"])))
     mean, std = channel_moments(images for images, _ in head.batches(256))

@@ -7,6 +7,7 @@ Reads runs.csv (and each run's config.json and history.csv), trials.csv and swee
 OUTPUT_DIR, skipping CSV files of other shapes; prints the leaderboard (md, csv or json) and writes
 OUTPUT_DIR/report.md and OUTPUT_DIR/report.png (the top runs' validation curves).
 """
+
 import os
 
 from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry

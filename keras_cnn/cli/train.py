@@ -4,6 +4,7 @@ Common fields have flags; every other config field is `--set section.field=value
 (strict: an unknown key or a wrong type is an error). Rerunning the same command with the
 same --name resumes the run from its last checkpoint.
 """
+
 import logging
 
 import keras
@@ -19,13 +20,26 @@ from keras_cnn.presets import PRESETS, preset
 
 # flag -> config path; only flags the user gives override the preset / defaults.
 FLAG_FIELDS = {
-    "dataset": "data.dataset", "data_dir": "data.data_dir", "batch_size": "data.batch_size",
-    "val_size": "data.val_size", "model": "model.name", "optimizer": "optimizer.name",
-    "learning_rate": "optimizer.learning_rate", "schedule": "schedule.name", "epochs": "run.epochs",
-    "seed": "run.seed", "output_dir": "run.output_dir", "name": "run.name", "strategy": "run.strategy",
-    "precision": "run.precision", "ema": "ema.enabled", "overwrite": "run.overwrite",
-    "layer_stats": "run.layer_stats", "init_from": "run.init_from",
-    "image_size": "data.image_size", "data_service": "data.service",
+    "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "batch_size": "data.batch_size",
+    "val_size": "data.val_size",
+    "model": "model.name",
+    "optimizer": "optimizer.name",
+    "learning_rate": "optimizer.learning_rate",
+    "schedule": "schedule.name",
+    "epochs": "run.epochs",
+    "seed": "run.seed",
+    "output_dir": "run.output_dir",
+    "name": "run.name",
+    "strategy": "run.strategy",
+    "precision": "run.precision",
+    "ema": "ema.enabled",
+    "overwrite": "run.overwrite",
+    "layer_stats": "run.layer_stats",
+    "init_from": "run.init_from",
+    "image_size": "data.image_size",
+    "data_service": "data.service",
 }
 
 
@@ -34,8 +48,11 @@ def build_parser():
     parser.add_argument("--preset", help="a named recipe (see --list-presets); <name>-smoke runs in seconds")
     parser.add_argument("--list-presets", action="store_true")
     parser.add_argument("--model", help="model name, e.g. mlp, alexnet, vgg16, resnet20")
-    parser.add_argument("--dataset", help="mnist, cifar10, ... (default: the --data-dir folder's name, else cifar10; "
-                        "found via --data-dir, $KERAS_CNN_DATA_DIR or TFDS)")
+    parser.add_argument(
+        "--dataset",
+        help="mnist, cifar10, ... (default: the --data-dir folder's name, else cifar10; "
+        "found via --data-dir, $KERAS_CNN_DATA_DIR or TFDS)",
+    )
     parser.add_argument("--data-dir", help="the dataset itself: image folder, .npz file/dir, or TFDS data dir")
     parser.add_argument("--val-size", type=int, help="images carved from training data for validation")
     parser.add_argument("--batch-size", type=int, help="global batch size")
@@ -45,23 +62,42 @@ def build_parser():
     parser.add_argument("--schedule", help=option_help(SCHEDULES))
     parser.add_argument("--seed", type=int)
     parser.add_argument("--strategy", help="auto, default, mirrored, multi_worker")
-    parser.add_argument("--precision", help="auto (default: bfloat16 where the hardware runs it fast), float32, mixed_bfloat16, mixed_float16")
+    parser.add_argument(
+        "--precision",
+        help="auto (default: bfloat16 where the hardware runs it fast), float32, mixed_bfloat16, mixed_float16",
+    )
     parser.add_argument("--ema", action="store_true", default=None, help="evaluate and save an EMA of the weights")
-    parser.add_argument("--layer-stats", action="store_true", default=None,
-                        help="log per-layer sparsity, dead units, norms and update ratios (layer_stats.csv, TensorBoard)")
+    parser.add_argument(
+        "--layer-stats",
+        action="store_true",
+        default=None,
+        help="log per-layer sparsity, dead units, norms and update ratios (layer_stats.csv, TensorBoard)",
+    )
     parser.add_argument("--init-from", help="warm start (fine-tuning) from another run directory or a checkpoint .npz")
     parser.add_argument("--output-dir", help="where run directories go (default runs)")
     parser.add_argument("--name", help="run name (default <model>-<dataset>); the same name resumes")
-    parser.add_argument("--overwrite", action="store_true", default=None, help="replace a run of the same name with another config")
-    parser.add_argument("--image-size", type=image_size, metavar="SIZE",
-                        help="resize every image to SIZE (224) or HxW (224x160)")
-    parser.add_argument("--data-service", metavar="ADDRESS",
-                        help="a tf.data service dispatcher (grpc://host:port) whose workers do the preprocessing")
-    parser.add_argument("--early-stopping", type=int, metavar="PATIENCE",
-                        help="stop when validation loss has not improved for PATIENCE epochs; keep the best epoch's weights")
+    parser.add_argument(
+        "--overwrite", action="store_true", default=None, help="replace a run of the same name with another config"
+    )
+    parser.add_argument(
+        "--image-size", type=image_size, metavar="SIZE", help="resize every image to SIZE (224) or HxW (224x160)"
+    )
+    parser.add_argument(
+        "--data-service",
+        metavar="ADDRESS",
+        help="a tf.data service dispatcher (grpc://host:port) whose workers do the preprocessing",
+    )
+    parser.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="PATIENCE",
+        help="stop when validation loss has not improved for PATIENCE epochs; keep the best epoch's weights",
+    )
     parser.add_argument("--quiet", action="store_const", const=0, dest="verbose", help="print nothing but errors")
     parser.add_argument("--verbose", action="store_const", const=2, dest="verbose", help="progress more often")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="any other config field")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="any other config field"
+    )
     add_model_args(parser)
     return parser
 
@@ -101,11 +137,10 @@ def main(argv=None):
     callbacks = []
     if args.early_stopping is not None:
         if args.early_stopping < 1:
-
             raise UsageError(f"--early-stopping must be at least 1 epoch, got {args.early_stopping}")
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping,
-                                                       restore_best_weights=True))
-
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping, restore_best_weights=True)
+        )
 
     result = keras_cnn.train(cfg, callbacks=callbacks, verbose=verbose)
     return 0 if result.status != "diverged" else 1

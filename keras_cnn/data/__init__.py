@@ -1,4 +1,5 @@
 """Data layer: sources -> validation split -> normalization -> tf.data pipeline."""
+
 import dataclasses
 
 import numpy as np
@@ -10,7 +11,16 @@ from keras_cnn.data.splits import ArraySplit, FileSplit, MappedSplit
 from keras_cnn.data.store import place
 from keras_cnn.errors import UsageError
 
-__all__ = ["ArraySplit", "FileSplit", "LoadedData", "MappedSplit", "Normalizer", "PreparedData", "load_data", "prepare_data"]
+__all__ = [
+    "ArraySplit",
+    "FileSplit",
+    "LoadedData",
+    "MappedSplit",
+    "Normalizer",
+    "PreparedData",
+    "load_data",
+    "prepare_data",
+]
 
 
 # Normalization statistics of a streamed split come from this many of its images, evenly spaced:
@@ -47,15 +57,24 @@ def prepare_data(cfg, *, verbose=0):
     # Stratified subsets keep every class, for smoke runs and tiny-subset checks. Drawn with the split's
     # seed, not the run's: runs of several seeds then validate on the same images (sweeps, ensembles).
     train = place(_subset(train, cfg.train_limit, cfg.split_seed), cfg, verbose=verbose, label="training images")
-    validation = place(_subset(validation, cfg.val_limit, cfg.split_seed), cfg, verbose=verbose, label="validation images")
+    validation = place(
+        _subset(validation, cfg.val_limit, cfg.split_seed), cfg, verbose=verbose, label="validation images"
+    )
     normalizer = Normalizer.fit(_statistics_sample(train), cfg.normalization)
     shape = train.image_shape
     if cfg.augmentation == "tf_tutorial":
         if cfg.crop_size >= min(shape[:2]):
             raise UsageError(f"data.crop_size {cfg.crop_size} must be smaller than the {shape[0]}x{shape[1]} images")
         shape = (cfg.crop_size, cfg.crop_size, shape[2])
-    return PreparedData(train=train, validation=validation, class_names=loaded.class_names, description=loaded.description,
-                        normalizer=normalizer, val_size=val_size, input_shape=shape)
+    return PreparedData(
+        train=train,
+        validation=validation,
+        class_names=loaded.class_names,
+        description=loaded.description,
+        normalizer=normalizer,
+        val_size=val_size,
+        input_shape=shape,
+    )
 
 
 def _statistics_sample(split):

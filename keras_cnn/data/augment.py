@@ -4,6 +4,7 @@ crops and center crops at any resolution, and the TF CIFAR-10 tutorial's distort
 Whole batches at once (no per-image Python or map calls), and every random draw is keyed
 on an explicit seed tensor, so a resumed run repeats the same augmentations.
 """
+
 import math
 
 import tensorflow as tf
@@ -83,14 +84,15 @@ def center_crop(images, fraction):
         return images
     height, width = images.shape[1], images.shape[2]
     top, left = int(round(height * (1 - fraction) / 2)), int(round(width * (1 - fraction) / 2))
-    window = images[:, top:height - top, left:width - left, :]
+    window = images[:, top : height - top, left : width - left, :]
     resized = tf.image.resize(tf.cast(window, tf.float32), (height, width), method="bilinear")
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
 def _crop_and_resize(images, boxes, size):
-    out = tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(tf.shape(images)[0]), size,
-                                   method="bilinear")
+    out = tf.image.crop_and_resize(
+        tf.cast(images, tf.float32), boxes, tf.range(tf.shape(images)[0]), size, method="bilinear"
+    )
     return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
 
 
@@ -108,7 +110,7 @@ def random_crop(images, size, seed):
 
 def central_crop(images, size):
     top, left = (images.shape[1] - size) // 2, (images.shape[2] - size) // 2
-    return images[:, top:top + size, left:left + size, :]
+    return images[:, top : top + size, left : left + size, :]
 
 
 def brightness_contrast(images, seed, max_delta=63.0, contrast=(0.2, 1.8)):
@@ -134,5 +136,7 @@ def geometric(images, cfg, training, seed):
         if not training:
             return center_crop(images, cfg.eval_crop)
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        return crop_and_flip(random_resized_crop(images, cfg.crop_scale, cfg.crop_ratio, crop_seed), 0, cfg.flip, flip_seed)
+        return crop_and_flip(
+            random_resized_crop(images, cfg.crop_scale, cfg.crop_ratio, crop_seed), 0, cfg.flip, flip_seed
+        )
     return crop_and_flip(images, cfg.crop_padding, cfg.flip, seed) if training else images

@@ -7,6 +7,7 @@ resize to `size` when given (rounded to uint8), exactly as the exported serving 
 `scan_headers` reads every file's header (size, mode) without decoding, to size a dataset, find
 unreadable files early and decide its channel count; it remembers them in the cache folder.
 """
+
 import concurrent.futures
 import hashlib
 import io
@@ -42,7 +43,9 @@ def resize(image, size):
     """Bilinear resize to (H, W), rounded back to uint8; a no-op when the image already has that size."""
     shape = tf.shape(image)
     same = tf.logical_and(tf.equal(shape[-3], size[0]), tf.equal(shape[-2], size[1]))
-    resized = lambda: tf.cast(tf.clip_by_value(tf.round(tf.image.resize(image, size, method="bilinear")), 0, 255), tf.uint8)  # noqa: E731
+    resized = lambda: tf.cast(
+        tf.clip_by_value(tf.round(tf.image.resize(image, size, method="bilinear")), 0, 255), tf.uint8
+    )  # noqa: E731
     out = tf.cond(same, lambda: tf.cast(image, tf.uint8), resized)
     out.set_shape([*image.shape[:-3], size[0], size[1], image.shape[-1]])
     return out
@@ -94,6 +97,7 @@ def _stats(paths):
             return st.st_size, st.st_mtime_ns
         except OSError:
             return -1, -1
+
     return np.asarray([one(p) for p in paths], np.int64).reshape(len(paths), 2)
 
 
@@ -124,9 +128,14 @@ def decode_files(paths, channels, size=None, *, progress=None):
     have the same shape (the caller checked the headers).
     """
     paths = list(paths)
-    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64), tf.constant(paths or [""])[:len(paths)]))
-    ds = ds.map(as_written(lambda i, p: (i, decode_image(tf.io.read_file(p), channels, size))), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.range(len(paths), dtype=tf.int64), tf.constant(paths or [""])[: len(paths)])
+    )
+    ds = ds.map(
+        as_written(lambda i, p: (i, decode_image(tf.io.read_file(p), channels, size))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     ds = ds.ignore_errors().batch(256).prefetch(2)
     ok = np.zeros(len(paths), bool)
     chunks, indices = [], []
@@ -150,17 +159,30 @@ def decode_random_crop(contents, channels, size, seed, scale, ratio, flip):
     and an optional horizontal flip. `seed`: a stateless seed (2 ints) for this image."""
     box_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     is_jpeg = tf.io.is_jpeg(contents)
-    shape = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(contents),
-                    lambda: tf.shape(tf.io.decode_image(contents, channels=channels, expand_animations=False)))
+    shape = tf.cond(
+        is_jpeg,
+        lambda: tf.image.extract_jpeg_shape(contents),
+        lambda: tf.shape(tf.io.decode_image(contents, channels=channels, expand_animations=False)),
+    )
     begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=box_seed, min_object_covered=0.0,
-        aspect_ratio_range=tuple(ratio), area_range=tuple(scale), max_attempts=10, use_image_if_no_bounding_boxes=True)
+        shape,
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=box_seed,
+        min_object_covered=0.0,
+        aspect_ratio_range=tuple(ratio),
+        area_range=tuple(scale),
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
     window = tf.stack([begin[0], begin[1], extent[0], extent[1]])
     image = tf.cond(
         is_jpeg,
         lambda: tf.image.decode_and_crop_jpeg(contents, window, channels=channels, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.slice(tf.io.decode_image(contents, channels=channels, expand_animations=False),
-                         [begin[0], begin[1], 0], [extent[0], extent[1], channels]),
+        lambda: tf.slice(
+            tf.io.decode_image(contents, channels=channels, expand_animations=False),
+            [begin[0], begin[1], 0],
+            [extent[0], extent[1], channels],
+        ),
     )
     image.set_shape([None, None, channels])
     image = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(image, size, method="bilinear")), 0, 255), tf.uint8)

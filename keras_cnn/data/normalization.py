@@ -6,6 +6,7 @@ by the per-channel std, the default), `pca_whiten` (decorrelate all pixels; smal
 tf.image.per_image_standardization).
 The statistics are saved with the run and the export puts them inside the served graph.
 """
+
 import dataclasses
 import io
 import json

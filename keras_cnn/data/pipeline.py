@@ -8,6 +8,7 @@ come from depends on the split (data/splits.py): a gather from memory, a read fr
 file, decoding files in parallel, or reading TFRecord shards (data/records.py); the augmentation and
 normalization after that are the same for all of them.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -36,8 +37,16 @@ def make_dataset(split, cfg, *, training, seed=0, epoch=0, normalizer=None, inpu
     fused = cfg.augmentation == "random_resized_crop" and isinstance(split, (FileSplit, records.RecordSplit))
     decoder = element_decoder(split, cfg, seed, epoch, fused, training)
     if isinstance(split, records.RecordSplit):
-        ds = records.record_batches(split, batch_size, training=training, seed=seed, epoch=epoch,
-                                    input_context=input_context, start_batch=start_batch, decoder=decoder)
+        ds = records.record_batches(
+            split,
+            batch_size,
+            training=training,
+            seed=seed,
+            epoch=epoch,
+            input_context=input_context,
+            start_batch=start_batch,
+            decoder=decoder,
+        )
     else:
         ds = _index_batches(split, batch_size, training, seed, epoch, input_context, start_batch, decoder)
     ds = ds.enumerate(start=start_batch)  # the batch's number in the epoch keys its augmentation
@@ -57,7 +66,9 @@ def make_dataset(split, cfg, *, training, seed=0, epoch=0, normalizer=None, inpu
 
     ds = ds.map(as_written(finish), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cfg.service and training:
-        ds = on_service(ds, cfg.service, split, f"keras_cnn-{seed}-{epoch}-{getattr(input_context, 'input_pipeline_id', 0)}")
+        ds = on_service(
+            ds, cfg.service, split, f"keras_cnn-{seed}-{epoch}-{getattr(input_context, 'input_pipeline_id', 0)}"
+        )
     ds = ds.prefetch(tf.data.AUTOTUNE)
     if not training and not isinstance(split, (FileSplit, records.RecordSplit)):
         ds = ds.with_options(IN_MEMORY_EVALUATION)
@@ -75,10 +86,13 @@ def on_service(ds, address, split, job_name):
     """Run the pipeline on tf.data service workers, as one distributed epoch: each element is produced
     once across the workers (the order is theirs, so a resumed epoch is not replayed exactly)."""
     if not isinstance(split, (FileSplit, records.RecordSplit)):
-        raise UsageError("--data-service needs a streamed dataset: pass --set data.cache=none, or prepared shards "
-                         "(scripts/prepare.py); an in-memory set would travel inside the dataset's graph")
-    return ds.apply(tf.data.experimental.service.distribute(processing_mode="distributed_epoch", service=address,
-                                                            job_name=job_name))
+        raise UsageError(
+            "--data-service needs a streamed dataset: pass --set data.cache=none, or prepared shards "
+            "(scripts/prepare.py); an in-memory set would travel inside the dataset's graph"
+        )
+    return ds.apply(
+        tf.data.experimental.service.distribute(processing_mode="distributed_epoch", service=address, job_name=job_name)
+    )
 
 
 def element_decoder(split, cfg, seed, epoch, fused, training=True):
@@ -86,12 +100,15 @@ def element_decoder(split, cfg, seed, epoch, fused, training=True):
     if not fused:
         return lambda contents, index: decode_image(contents, split.channels, split.size)
     if not training:
-        return lambda contents, index: augment.center_crop(decode_image(contents, split.channels, split.size)[None],
-                                                           cfg.eval_crop)[0]
+        return lambda contents, index: augment.center_crop(
+            decode_image(contents, split.channels, split.size)[None], cfg.eval_crop
+        )[0]
 
     def decode(contents, index):
         image_seed = tf.stack([tf.cast(seed * 100003 + epoch, tf.int64), tf.cast(index, tf.int64)])
-        return decode_random_crop(contents, split.channels, split.size, image_seed, cfg.crop_scale, cfg.crop_ratio, cfg.flip)
+        return decode_random_crop(
+            contents, split.channels, split.size, image_seed, cfg.crop_scale, cfg.crop_ratio, cfg.flip
+        )
 
     return decode
 
@@ -119,8 +136,11 @@ def _index_batches(split, batch_size, training, seed, epoch, input_context, star
 
         return ds.map(as_written(read), num_parallel_calls=2, deterministic=True)
     images, labels = _as_tensors(split)
-    return ds.map(as_written(lambda i: (tf.gather(images, i), tf.gather(labels, i))), num_parallel_calls=tf.data.AUTOTUNE,
-                  deterministic=True)
+    return ds.map(
+        as_written(lambda i: (tf.gather(images, i), tf.gather(labels, i))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
 
 
 def _decoded(ds, split, batch_size, training, decoder, share):

@@ -12,6 +12,7 @@ then streams: shards in a per-epoch order, interleaved, filtered to the split, s
 buffer; under several workers each keeps its 1/n of that stream (sharded by element, so every
 example lands on exactly one worker).
 """
+
 import dataclasses
 import hashlib
 import json
@@ -30,8 +31,11 @@ from keras_cnn.io import atomic_write, write_json
 log = logging.getLogger("keras_cnn")
 FORMAT = "keras_cnn-shards/1"
 SHUFFLE_BUFFER = 4096
-FEATURES = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64),
-            "index": tf.io.FixedLenFeature([], tf.int64)}
+FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+    "index": tf.io.FixedLenFeature([], tf.int64),
+}
 
 
 @dataclasses.dataclass
@@ -67,8 +71,11 @@ class RecordSplit:
         ds = tf.data.TFRecordDataset([p for p, _ in self.shards]).map(_parse)
         member = tf.constant(self.mask())
         ds = ds.filter(lambda index, image, label: tf.gather(member, index))
-        return ds.map(lambda index, image, label: (decode_image(image, self.channels, self.size), tf.cast(label, tf.int32)),
-                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.map(
+            lambda index, image, label: (decode_image(image, self.channels, self.size), tf.cast(label, tf.int32)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
 
     def sample(self, n):
         images = [image for image, _ in self._ordered().take(n).batch(256).as_numpy_iterator()]
@@ -91,8 +98,13 @@ def record_batches(split, batch_size, *, training, seed, epoch, input_context, s
         order = np.random.default_rng([seed, epoch]).permutation(len(paths))
     workers = input_context.num_input_pipelines if input_context else 1
     files = tf.data.Dataset.from_tensor_slices([paths[i] for i in order])
-    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(order)), block_length=16,
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).map(_parse)
+    ds = files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(4, len(order)),
+        block_length=16,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    ).map(_parse)
     member = tf.constant(split.mask())
     ds = ds.filter(lambda index, image, label: tf.gather(member, index))
     if workers > 1:
@@ -109,8 +121,11 @@ def record_batches(split, batch_size, *, training, seed, epoch, input_context, s
         ds = ds.take(len(split) // workers)
     ds = ds.skip(start_batch * batch_size)
     decoder = decoder or (lambda contents, index: decode_image(contents, split.channels, split.size))
-    ds = ds.map(as_written(lambda index, image, label: (decoder(image, index), tf.cast(label, tf.int32))),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(
+        as_written(lambda index, image, label: (decoder(image, index), tf.cast(label, tf.int32))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return ds.batch(batch_size, drop_remainder=training)
 
 
@@ -128,8 +143,14 @@ def read_manifest(root):
             manifest = json.load(f)
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot read {path} ({err}); prepare the folder again with scripts/prepare.py") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("splits"), dict):
-        raise UsageError(f"{path} is not a keras_cnn prepared-data manifest ({FORMAT}); prepare it with scripts/prepare.py")
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or not isinstance(manifest.get("splits"), dict)
+    ):
+        raise UsageError(
+            f"{path} is not a keras_cnn prepared-data manifest ({FORMAT}); prepare it with scripts/prepare.py"
+        )
     return manifest
 
 
@@ -151,8 +172,10 @@ def load_records(root, image_size=None):
             shards.append((path, int(shard["count"])))
         labels = _labels(root, info, name)
         if len(labels) != sum(c for _, c in shards) or len(labels) != info["count"]:
-            raise UsageError(f"{root}: the {name} shards hold {sum(c for _, c in shards)} records, the manifest says "
-                             f"{info['count']} and the labels {len(labels)}; prepare the folder again")
+            raise UsageError(
+                f"{root}: the {name} shards hold {sum(c for _, c in shards)} records, the manifest says "
+                f"{info['count']} and the labels {len(labels)}; prepare the folder again"
+            )
         splits[name] = RecordSplit(root, name, shards, np.arange(len(labels)), labels, size, channels)
     if "train" not in splits:
         raise UsageError(f"{root} has no train split; prepare it from a source with training data")
@@ -173,14 +196,20 @@ def verify_shard(path, shard):
         raise UsageError(f"shard {path} is missing; prepare the folder again with scripts/prepare.py (it resumes)")
     stat = os.stat(path)
     if stat.st_size != shard["bytes"]:
-        raise UsageError(f"shard {path} has {stat.st_size} bytes, the manifest says {shard['bytes']}; it is damaged: "
-                         "prepare the folder again")
-    key = hashlib.sha256(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{shard['sha256']}".encode()).hexdigest()
+        raise UsageError(
+            f"shard {path} has {stat.st_size} bytes, the manifest says {shard['bytes']}; it is damaged: "
+            "prepare the folder again"
+        )
+    key = hashlib.sha256(
+        f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{shard['sha256']}".encode()
+    ).hexdigest()
     stamp = os.path.join(cache_dir("verified"), key)
     if os.path.exists(stamp):
         return
     if file_sha256(path) != shard["sha256"]:
-        raise UsageError(f"shard {path} does not match its checksum in the manifest; it is damaged: prepare the folder again")
+        raise UsageError(
+            f"shard {path} does not match its checksum in the manifest; it is damaged: prepare the folder again"
+        )
     try:
         open(stamp, "w").close()
     except OSError:
@@ -199,11 +228,15 @@ def file_sha256(path):
 
 
 def _example(image, label, index):
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(index)])),
-    })).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+                "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(index)])),
+            }
+        )
+    ).SerializeToString()
 
 
 def plan_shards(sizes, shard_bytes):

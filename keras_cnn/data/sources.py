@@ -4,6 +4,7 @@ Every source ends as uint8 arrays (N, H, W, C) with int32 labels and a list of c
 names, held in memory: the datasets this toolkit targets (MNIST, CIFAR) fit many times
 over, and in-memory arrays make the tf.data pipeline a cheap gather.
 """
+
 import dataclasses
 import glob
 import logging
@@ -51,8 +52,13 @@ class LoadedData:
     @classmethod
     def from_splits(cls, splits, class_names, description):
         """From {"train": ..., "validation": ..., "test": ...} (train required)."""
-        return cls(train=splits["train"], validation=splits.get("validation"), test=splits.get("test"),
-                   class_names=list(class_names), description=description)
+        return cls(
+            train=splits["train"],
+            validation=splits.get("validation"),
+            test=splits.get("test"),
+            class_names=list(class_names),
+            description=description,
+        )
 
 
 # What the known datasets' images look like, to catch data given under the wrong name.
@@ -79,9 +85,11 @@ def check_known_dataset(dataset, loaded, image_size):
         return
     shape = loaded.image_shape
     if shape[-1] != channels or len(loaded.class_names) != KNOWN_NUM_CLASSES[dataset]:
-        raise UsageError(f"--dataset {dataset}, but {loaded.description} holds {len(loaded.class_names)} classes of "
-                         f"{'x'.join(map(str, shape))} images, unlike {dataset}; pass the data's own --dataset name "
-                         "(or leave --dataset out to name it after its folder)")
+        raise UsageError(
+            f"--dataset {dataset}, but {loaded.description} holds {len(loaded.class_names)} classes of "
+            f"{'x'.join(map(str, shape))} images, unlike {dataset}; pass the data's own --dataset name "
+            "(or leave --dataset out to name it after its folder)"
+        )
 
 
 def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip", verbose=0):
@@ -89,7 +97,9 @@ def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip", ver
     looked = []
     if data_dir:
         if not os.path.exists(data_dir):
-            raise UsageError(f"--data-dir {data_dir} does not exist; point it at an image folder, an .npz file or a TFDS data dir")
+            raise UsageError(
+                f"--data-dir {data_dir} does not exist; point it at an image folder, an .npz file or a TFDS data dir"
+            )
         return _load_path(dataset, data_dir, image_size=image_size, on_corrupt=on_corrupt, verbose=verbose)
     looked.append("--data-dir (not given)")
     root = os.environ.get(DATA_ROOT_ENV)
@@ -150,7 +160,9 @@ def load_npz(path, dataset=None, *, image_size=None):
         with _open_npz(sibling_test) as t:
             x_key, y_key = ("x_test", "y_test") if "x_test" in t.files else ("x_train", "y_train")
             if x_key in t.files and y_key in t.files:
-                test = _npz_split(_member(t, x_key, sibling_test), _member(t, y_key, sibling_test), sibling_test, "test")
+                test = _npz_split(
+                    _member(t, x_key, sibling_test), _member(t, y_key, sibling_test), sibling_test, "test"
+                )
     if names is None:
         names = KNOWN_CLASS_NAMES.get(dataset)
         if names is None:
@@ -169,8 +181,12 @@ def resize_split(split, image_size, batch=4096):
         return split
     import tensorflow as tf
 
-    parts = [tf.cast(tf.clip_by_value(tf.round(tf.image.resize(split.images[i:i + batch], image_size)), 0, 255), tf.uint8).numpy()
-             for i in range(0, len(split), batch)]
+    parts = [
+        tf.cast(
+            tf.clip_by_value(tf.round(tf.image.resize(split.images[i : i + batch], image_size)), 0, 255), tf.uint8
+        ).numpy()
+        for i in range(0, len(split), batch)
+    ]
     return ArraySplit(np.ascontiguousarray(np.concatenate(parts)), split.labels)
 
 
@@ -209,8 +225,10 @@ def _npz_split(x, y, path, which):
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise UsageError(f"{path}: x_{which} holds {x.dtype} values; store pixels as uint8")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        raise UsageError(f"{path}: x_{which} holds NaN or infinite values ({int((~np.isfinite(x)).sum())} of them); "
-                         "fix or drop those images")
+        raise UsageError(
+            f"{path}: x_{which} holds NaN or infinite values ({int((~np.isfinite(x)).sum())} of them); "
+            "fix or drop those images"
+        )
     if x.dtype != np.uint8:
         if x.min() < 0 or x.max() > 255:
             raise UsageError(f"{path}: x_{which} values lie outside 0..255; store pixels as uint8")
@@ -263,7 +281,9 @@ def load_image_folder(root, *, image_size=None, on_corrupt="skip", verbose=0):
         keep = _readable(files, headers[split], on_corrupt, splits[split])
         sizes = {headers[split][i][0] for i in keep}
         if image_size is None and len(sizes) > 1:
-            raise UsageError(f"{splits[split]} mixes image sizes {sorted(sizes)[:3]}...; pass --image-size HxW to resize them all")
+            raise UsageError(
+                f"{splits[split]} mixes image sizes {sorted(sizes)[:3]}...; pass --image-size HxW to resize them all"
+            )
         size = tuple(image_size) if image_size is not None else sizes.pop()
         loaded[split] = FileSplit(np.asarray(files)[keep], np.asarray(labels, np.int32)[keep], size, channels)
     shapes = {s: a.image_shape for s, a in loaded.items()}
@@ -288,7 +308,9 @@ def _list_split(split_dir, class_names):
         if len(names) < len(entries):
             log.warning("skipped %d entries in %s that are not regular files", len(entries) - len(names), class_dir)
         if not names:
-            raise UsageError(f"class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove it")
+            raise UsageError(
+                f"class folder {class_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove it"
+            )
         files += [os.path.join(class_dir, n) for n in names]
         labels += [label] * len(names)
     return files, labels
@@ -298,7 +320,9 @@ def _readable(files, headers, on_corrupt, split_dir):
     bad = [f for f, h in zip(files, headers) if h is None]
     if bad:
         if on_corrupt == "error":
-            raise UsageError(f"cannot decode {bad[0]} ({len(bad)} unreadable in all); remove it or pass --on-corrupt skip")
+            raise UsageError(
+                f"cannot decode {bad[0]} ({len(bad)} unreadable in all); remove it or pass --on-corrupt skip"
+            )
         log.warning("skipped %d unreadable image(s) in %s, e.g. %s", len(bad), split_dir, bad[0])
     keep = [i for i, h in enumerate(headers) if h is not None]
     if not keep:
@@ -343,7 +367,9 @@ def _tfds_keys(builder):
     image_key = next((k for k, f in features.items() if isinstance(f, tfds.features.Image)), None)
     label_key = next((k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)), None)
     if image_key is None or label_key is None:
-        raise UsageError(f"TFDS dataset {builder.name!r} is not an image classification dataset (needs an image and a class label)")
+        raise UsageError(
+            f"TFDS dataset {builder.name!r} is not an image classification dataset (needs an image and a class label)"
+        )
     return image_key, label_key
 
 
@@ -361,7 +387,9 @@ def _tfds_splits(builder, image_size):
         parts = list(tfds.as_numpy(ds.batch(4096)))
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])
-        splits[split] = resize_split(ArraySplit(np.ascontiguousarray(images, np.uint8), labels.astype(np.int32)), image_size)
+        splits[split] = resize_split(
+            ArraySplit(np.ascontiguousarray(images, np.uint8), labels.astype(np.int32)), image_size
+        )
     return splits
 
 

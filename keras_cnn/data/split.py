@@ -1,4 +1,5 @@
 """Validation split carved from training data: stratified by class and seeded."""
+
 import numpy as np
 
 from keras_cnn.errors import UsageError

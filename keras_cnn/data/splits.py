@@ -9,6 +9,7 @@ Every split has labels (int32), `take(indices)` (a sub-split, in that order), `i
 `sample(n)` (the first n images, decoded: for normalization statistics and probes) and
 `batches(size)` (uint8 batches in order, for evaluation).
 """
+
 import dataclasses
 
 import numpy as np
@@ -38,7 +39,7 @@ class ArraySplit:
 
     def batches(self, size):
         for start in range(0, len(self), size):
-            yield np.asarray(self.images[start:start + size]), self.labels[start:start + size]
+            yield np.asarray(self.images[start : start + size]), self.labels[start : start + size]
 
 
 @dataclasses.dataclass
@@ -71,7 +72,7 @@ class MappedSplit:
 
     def batches(self, size):
         for start in range(0, len(self), size):
-            yield self.gather(np.arange(start, min(start + size, len(self)))), self.labels[start:start + size]
+            yield self.gather(np.arange(start, min(start + size, len(self)))), self.labels[start : start + size]
 
 
 @dataclasses.dataclass
@@ -99,5 +100,5 @@ class FileSplit:
 
     def batches(self, size):
         for start in range(0, len(self), size):
-            images, ok = decode.decode_files(self.paths[start:start + size], self.channels, self.size)
-            yield images, self.labels[start:start + size][ok]
+            images, ok = decode.decode_files(self.paths[start : start + size], self.channels, self.size)
+            yield images, self.labels[start : start + size][ok]

@@ -12,6 +12,7 @@ The decode cache lives in $KERAS_CNN_CACHE_DIR/decoded (default ~/.cache/keras_c
 data folder (which may be read-only), keyed by the files' names, sizes and modification times, the
 size and channels decoded to, and the decoder's version: a changed file makes a new entry.
 """
+
 import hashlib
 import json
 import logging
@@ -29,6 +30,8 @@ from keras_cnn.io import atomic_write
 
 log = logging.getLogger("keras_cnn")
 DECODER_VERSION = "tf-decode/1"
+
+
 def available_memory():
     try:
         with open("/proc/meminfo") as f:
@@ -60,15 +63,21 @@ def place(split, cfg, *, verbose=0, label="images"):
     if mode == "auto":
         mode = "memory" if decoded_bytes(split) <= memory_budget(cfg) else "none"
         if mode == "none" and verbose:
-            log.info("streaming %s from the files: decoded they would take %s, over data.memory_budget %s",
-                     label, _size(decoded_bytes(split)), _size(memory_budget(cfg)))
+            log.info(
+                "streaming %s from the files: decoded they would take %s, over data.memory_budget %s",
+                label,
+                _size(decoded_bytes(split)),
+                _size(memory_budget(cfg)),
+            )
     if mode == "none":
         return split
     images, ok = cached_decode(split, verbose=verbose, label=label, mapped=mode == "disk")
     if not ok.all():
         bad = split.paths[~ok]
         if cfg.on_corrupt == "error":
-            raise UsageError(f"cannot decode {bad[0]} ({len(bad)} unreadable in all); remove it or pass --on-corrupt skip")
+            raise UsageError(
+                f"cannot decode {bad[0]} ({len(bad)} unreadable in all); remove it or pass --on-corrupt skip"
+            )
         log.warning("skipped %d undecodable image(s), e.g. %s", len(bad), bad[0])
     labels = split.labels[ok]
     if not len(labels):

@@ -23,8 +23,23 @@ from keras_cnn.diagnostics.figures import compare_init, plot_activation_histogra
 from keras_cnn.training.layer_stats import LayerStats, activation_layers, activation_statistics, kernels
 
 __all__ = [
-    "Check", "LayerStats", "activation_check", "activation_layers", "activation_statistics", "compare_init",
-    "gradient_check", "initial_loss_check", "kernels", "likely_cause", "lr_range_test", "mean_loss", "overfit_check",
-    "plot_activation_histograms", "plot_lr_range", "regularization_raises_loss_check", "smooth_losses",
-    "suggest_learning_rate", "update_ratio_check",
+    "Check",
+    "LayerStats",
+    "activation_check",
+    "activation_layers",
+    "activation_statistics",
+    "compare_init",
+    "gradient_check",
+    "initial_loss_check",
+    "kernels",
+    "likely_cause",
+    "lr_range_test",
+    "mean_loss",
+    "overfit_check",
+    "plot_activation_histograms",
+    "plot_lr_range",
+    "regularization_raises_loss_check",
+    "smooth_losses",
+    "suggest_learning_rate",
+    "update_ratio_check",
 ]

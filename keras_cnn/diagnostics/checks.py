@@ -29,7 +29,12 @@ class Check:
     detail: str
 
     def row(self):
-        return {"check": self.name, "status": self.status, "value": "" if self.value is None else self.value, "detail": self.detail}
+        return {
+            "check": self.name,
+            "status": self.status,
+            "value": "" if self.value is None else self.value,
+            "detail": self.detail,
+        }
 
 
 def mean_loss(model, images, labels, *, training=True, include_regularization=False):
@@ -51,7 +56,11 @@ def _single_replica(cfg, **sections):
 def _batches(images, labels, batch_size, seed=0):
     """An endless shuffled stream of (images, labels) batches for a single-replica Trainer."""
     ds = tf.data.Dataset.from_tensor_slices((images, tf.cast(labels, tf.int32)))
-    ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size, drop_remainder=True)
+    ds = (
+        ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+    )
     return iter(ds.prefetch(2))
 
 
@@ -73,17 +82,35 @@ def initial_loss_check(model, images, labels, num_classes):
     explained = expected + scale**2 / 2
     head = f"loss {loss:.3f} vs ln({num_classes}) = {expected:.3f}; logits start with std {scale:.2f}"
     if loss > 3 * expected:
-        return Check("initial_loss", "fail", round(loss, 4), f"{head}: far too high; the weights start far too large "
-                     "(lower the initializer's scale or pick a fan-in one such as --kernel-initializer he_normal) "
-                     "or the labels do not match the outputs")
+        return Check(
+            "initial_loss",
+            "fail",
+            round(loss, 4),
+            f"{head}: far too high; the weights start far too large "
+            "(lower the initializer's scale or pick a fan-in one such as --kernel-initializer he_normal) "
+            "or the labels do not match the outputs",
+        )
     if abs(loss - expected) <= 0.25 * expected:
         return Check("initial_loss", "pass", round(loss, 4), head)
     if scale < 2.5 and loss <= 1.5 * explained + 0.1:
-        return Check("initial_loss", "pass", round(loss, 4), f"{head}, which explains it (about ln(K) + std^2/2 = "
-                     f"{explained:.2f}); a smaller last-layer initializer would start nearer ln({num_classes})")
-    advice = ("the logits start large: lower the initializer's scale (e.g. --kernel-initializer lecun_normal, "
-              "or random_normal)") if scale >= 2.5 else ("higher than the logits' scale explains "
-              f"({explained:.2f}): check that the labels match the outputs and the loss")
+        return Check(
+            "initial_loss",
+            "pass",
+            round(loss, 4),
+            f"{head}, which explains it (about ln(K) + std^2/2 = "
+            f"{explained:.2f}); a smaller last-layer initializer would start nearer ln({num_classes})",
+        )
+    advice = (
+        (
+            "the logits start large: lower the initializer's scale (e.g. --kernel-initializer lecun_normal, "
+            "or random_normal)"
+        )
+        if scale >= 2.5
+        else (
+            "higher than the logits' scale explains "
+            f"({explained:.2f}): check that the labels match the outputs and the loss"
+        )
+    )
     return Check("initial_loss", "warn", round(loss, 4), f"{head}: {advice}")
 
 
@@ -94,8 +121,12 @@ def regularization_raises_loss_check(plain_model, regularized_model, images, lab
     without = mean_loss(plain_model, images, labels)
     with_reg = mean_loss(regularized_model, images, labels, include_regularization=True)
     status = "pass" if with_reg > without else "fail"
-    return Check("regularization_raises_loss", status, round(with_reg - without, 6),
-                 f"loss {without:.4f} without regularization, {with_reg:.4f} with it")
+    return Check(
+        "regularization_raises_loss",
+        status,
+        round(with_reg - without, 6),
+        f"loss {without:.4f} without regularization, {with_reg:.4f} with it",
+    )
 
 
 # ---------------------------------------------------------------------- 2. overfit a subset
@@ -104,11 +135,25 @@ def regularization_raises_loss_check(plain_model, regularized_model, images, lab
 def overfit_check(cfg, images, labels, num_classes, *, learning_rate=1e-3, max_steps=300):
     """A healthy net with regularization off drives training accuracy on ~20 examples to 100%
     (Adam at `learning_rate`, the run's own model, precision and compiled step)."""
-    cfg = _single_replica(cfg, optimizer={"name": "adam", "learning_rate": learning_rate, "weight_decay": 0.0,
-                                          "label_smoothing": 0.0, "clipnorm": None},
-                          schedule={"name": "constant", "warmup_epochs": 0.0}, data={"batch_size": len(labels)})
-    built = build_training(cfg, image_shape=images.shape[1:], num_classes=num_classes, steps_per_epoch=max_steps,
-                           strategy=tf.distribute.get_strategy())
+    cfg = _single_replica(
+        cfg,
+        optimizer={
+            "name": "adam",
+            "learning_rate": learning_rate,
+            "weight_decay": 0.0,
+            "label_smoothing": 0.0,
+            "clipnorm": None,
+        },
+        schedule={"name": "constant", "warmup_epochs": 0.0},
+        data={"batch_size": len(labels)},
+    )
+    built = build_training(
+        cfg,
+        image_shape=images.shape[1:],
+        num_classes=num_classes,
+        steps_per_epoch=max_steps,
+        strategy=tf.distribute.get_strategy(),
+    )
     batch = tf.data.Dataset.from_tensors((tf.constant(images), tf.constant(labels, tf.int32)))
     stream = iter(batch.repeat())
     accuracy, loss = 0.0, float("nan")
@@ -117,9 +162,18 @@ def overfit_check(cfg, images, labels, num_classes, *, learning_rate=1e-3, max_s
         loss = totals[0] / totals[2]
         accuracy = built.trainer.evaluate(batch)["accuracy"]
         if accuracy == 1.0:
-            return Check("overfit_tiny_subset", "pass", accuracy, f"100% of {len(labels)} examples after {step} steps (loss {loss:.4f})")
-    return Check("overfit_tiny_subset", "fail", accuracy,
-                 f"{accuracy:.0%} of {len(labels)} examples after {max_steps} steps (loss {loss:.4f}); check the learning rate and the model")
+            return Check(
+                "overfit_tiny_subset",
+                "pass",
+                accuracy,
+                f"100% of {len(labels)} examples after {step} steps (loss {loss:.4f})",
+            )
+    return Check(
+        "overfit_tiny_subset",
+        "fail",
+        accuracy,
+        f"{accuracy:.0%} of {len(labels)} examples after {max_steps} steps (loss {loss:.4f}); check the learning rate and the model",
+    )
 
 
 # --------------------------------------------------------------------- 3. LR range test
@@ -180,8 +234,14 @@ def suggest_learning_rate(rates, losses, *, beta=0.9, diverge_factor=4.0):
 def lr_range_test(cfg, images, labels, num_classes, *, low=1e-6, high=10.0, steps=200, plot_path=None):
     """Raise the LR exponentially each step (SGD, the run's momentum) and read a usable rate off the loss."""
     cfg = _single_replica(cfg, optimizer={"clipnorm": None}, data={"batch_size": min(cfg.data.batch_size, len(labels))})
-    built = build_training(cfg, image_shape=images.shape[1:], num_classes=num_classes, steps_per_epoch=steps,
-                           strategy=tf.distribute.get_strategy(), learning_rate=ExponentialRamp(low, high, steps))
+    built = build_training(
+        cfg,
+        image_shape=images.shape[1:],
+        num_classes=num_classes,
+        steps_per_epoch=steps,
+        strategy=tf.distribute.get_strategy(),
+        learning_rate=ExponentialRamp(low, high, steps),
+    )
     stream = _batches(images, labels, cfg.data.batch_size, cfg.run.seed)
     rates, losses = np.geomspace(low, high, steps), []
     for _ in range(steps):
@@ -193,9 +253,12 @@ def lr_range_test(cfg, images, labels, num_classes, *, low=1e-6, high=10.0, step
     if plot_path:
         plot_lr_range(rates[: len(losses)], losses, smooth_losses(losses), suggestion, lowest, plot_path)
     falls = min(losses) < losses[0] * 0.9
-    detail = (f"suggested lr {suggestion:.2g} (steepest fall of the smoothed loss; its minimum at {lowest:.2g})"
-              if falls else f"the loss never fell below 90% of its start up to lr {rates[len(losses) - 1]:.2g}: "
-              f"suggested lr {suggestion:.2g} is a guess; check the model and data first")
+    detail = (
+        f"suggested lr {suggestion:.2g} (steepest fall of the smoothed loss; its minimum at {lowest:.2g})"
+        if falls
+        else f"the loss never fell below 90% of its start up to lr {rates[len(losses) - 1]:.2g}: "
+        f"suggested lr {suggestion:.2g} is a guess; check the model and data first"
+    )
     return Check("lr_range", "pass" if falls else "warn", float(suggestion), detail)
 
 
@@ -210,17 +273,29 @@ def activation_check(stats):
             problems.append(f"{s['layer']} {s['fraction_saturated']:.0%} saturated")
     if len(stats) > 1 and stats[0]["std"] > 0 and stats[-1]["std"] / stats[0]["std"] < 1e-2:
         problems.append(f"activations collapse: std {stats[0]['std']:.3g} -> {stats[-1]['std']:.3g}")
-    return Check("activation_statistics", "warn" if problems else "pass", None,
-                 "; ".join(problems) or f"{len(stats)} layers, std {stats[0]['std']:.3g} -> {stats[-1]['std']:.3g}")
+    return Check(
+        "activation_statistics",
+        "warn" if problems else "pass",
+        None,
+        "; ".join(problems) or f"{len(stats)} layers, std {stats[0]['std']:.3g} -> {stats[-1]['std']:.3g}",
+    )
 
 
 def update_ratio_check(cfg, images, labels, num_classes, *, learning_rate, steps=5):
     """||update|| / ||W|| per kernel over a few SGD steps of the run's own model; ~1e-3 is the rule of thumb."""
-    cfg = _single_replica(cfg, optimizer={"name": "sgd", "learning_rate": learning_rate},
-                          schedule={"name": "constant", "warmup_epochs": 0.0},
-                          data={"batch_size": min(cfg.data.batch_size, len(labels))})
-    built = build_training(cfg, image_shape=images.shape[1:], num_classes=num_classes, steps_per_epoch=steps,
-                           strategy=tf.distribute.get_strategy())
+    cfg = _single_replica(
+        cfg,
+        optimizer={"name": "sgd", "learning_rate": learning_rate},
+        schedule={"name": "constant", "warmup_epochs": 0.0},
+        data={"batch_size": min(cfg.data.batch_size, len(labels))},
+    )
+    built = build_training(
+        cfg,
+        image_shape=images.shape[1:],
+        num_classes=num_classes,
+        steps_per_epoch=steps,
+        strategy=tf.distribute.get_strategy(),
+    )
     stream = _batches(images, labels, cfg.data.batch_size, cfg.run.seed)
     watched = kernels(built.model)
     ratios = {v.path: [] for v in watched}
@@ -232,7 +307,9 @@ def update_ratio_check(cfg, images, labels, num_classes, *, learning_rate, steps
     means = {k: float(np.mean(r)) for k, r in ratios.items()}
     far = [f"{k} {r:.1e}" for k, r in means.items() if not 1e-4 <= r <= 1e-2]
     detail = ("far from 1e-3: " + ", ".join(far)) if far else "every layer within [1e-4, 1e-2]"
-    return Check("update_weight_ratio", "warn" if far else "pass", float(np.median(list(means.values()))), detail), means
+    return Check(
+        "update_weight_ratio", "warn" if far else "pass", float(np.median(list(means.values()))), detail
+    ), means
 
 
 # ------------------------------------------------------------------- 6. gradient check
@@ -268,8 +345,10 @@ def likely_cause(model):
     pooled = any(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)
     if kinds & set(KINKED) or pooled or any("maxout" in k for k in kinds):
         return "kinks of ReLU-like units or max pooling crossed by the finite difference can cause up to ~1e-4"
-    return ("this net is smooth (sigmoid/tanh units have no kinks), so the error is not from kinks: saturated units "
-            "lose float64 precision; larger errors mean a wrong gradient")
+    return (
+        "this net is smooth (sigmoid/tanh units have no kinks), so the error is not from kinks: saturated units "
+        "lose float64 precision; larger errors mean a wrong gradient"
+    )
 
 
 def gradient_check(model, images, labels, *, per_variable=6, epsilon=1e-6, threshold=1e-6, wrong=1e-2, seed=0):
@@ -295,8 +374,14 @@ def gradient_check(model, images, labels, *, per_variable=6, epsilon=1e-6, thres
     flagged = {k: v for k, v in errors.items() if v >= threshold}
     worst = max(errors.values())
     if not flagged:
-        return Check("gradient_check", "pass", worst, f"max relative error {worst:.1e} over {len(errors)} layers"), errors
+        return Check(
+            "gradient_check", "pass", worst, f"max relative error {worst:.1e} over {len(errors)} layers"
+        ), errors
     listing = ", ".join(f"{k} {v:.1e}" for k, v in sorted(flagged.items(), key=lambda kv: -kv[1])[:6])
     if worst >= wrong:
-        return Check("gradient_check", "fail", worst, f"wrong gradient likely (relative error >= {wrong:g}): {listing}"), errors
-    return Check("gradient_check", "warn", worst, f"relative error >= {threshold:g}: {listing}; {likely_cause(model)}"), errors
+        return Check(
+            "gradient_check", "fail", worst, f"wrong gradient likely (relative error >= {wrong:g}): {listing}"
+        ), errors
+    return Check(
+        "gradient_check", "warn", worst, f"relative error >= {threshold:g}: {listing}; {likely_cause(model)}"
+    ), errors

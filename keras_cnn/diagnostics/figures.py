@@ -61,12 +61,24 @@ def compare_init(path, *, activations=("tanh", "relu"), depth=10, width=500, sam
         for label, (init, scale) in INIT_EXPERIMENT.items():
             keras.utils.set_random_seed(seed)
             options = {"init_scale": scale} if scale is not None else {}
-            model = create_model("mlp", (1, 1, width), 10, hidden=[width] * depth, activation=activation,
-                                 kernel_initializer=init, **options)
+            model = create_model(
+                "mlp",
+                (1, 1, width),
+                10,
+                hidden=[width] * depth,
+                activation=activation,
+                kernel_initializer=init,
+                **options,
+            )
             stds = [s["std"] for s in activation_statistics(model, x)]
             ax.plot(range(1, len(stds) + 1), stds, marker="o", label=label)
-            table.append({"activation": activation, "initializer": label,
-                          **{f"layer{i + 1}_std": float(f"{s:.4g}") for i, s in enumerate(stds)}})
+            table.append(
+                {
+                    "activation": activation,
+                    "initializer": label,
+                    **{f"layer{i + 1}_std": float(f"{s:.4g}") for i, s in enumerate(stds)},
+                }
+            )
         ax.set_yscale("log")
         ax.set(xlabel="layer", ylabel="activation std", title=f"{depth}-layer {activation} MLP, width {width}")
         ax.grid(alpha=0.3)

@@ -10,6 +10,7 @@ One switch turns them all off (the plain Keras computation runs instead; saved m
 same either way): `KERAS_CNN_FAST_KERNELS=0`, or `keras_cnn.kernels.set_enabled(False)`.
 Measured speed-ups are in docs/performance.md.
 """
+
 from keras_cnn.kernels.batch_norm import BatchNorm
 from keras_cnn.kernels.conv import Conv2D
 from keras_cnn.kernels.sgd import SGD

@@ -1,4 +1,5 @@
 """Conv2D whose bfloat16 kernel gradient runs on the forward-convolution kernel, where that wins."""
+
 import functools
 
 import keras
@@ -19,7 +20,11 @@ FORCE_SWAP = None
 def swap_measured_here():
     """Only on the hardware where the swap was measured to win: a CPU with AVX512-BF16 and no
     AMX, with no GPU in use. Unmeasured on AMX CPUs and GPUs, so their own kernels run there."""
-    return hardware.cpu_flags().issuperset({"avx512_bf16"}) and not hardware.cpu_has_amx() and not hardware.gpu_capabilities()
+    return (
+        hardware.cpu_flags().issuperset({"avx512_bf16"})
+        and not hardware.cpu_has_amx()
+        and not hardware.gpu_capabilities()
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -42,7 +47,8 @@ class Conv2D(keras.layers.Conv2D):
         wanted = swap_measured_here() if FORCE_SWAP is None else FORCE_SWAP
         height, width, channels = inputs.shape[1], inputs.shape[2], inputs.shape[-1]
         return (
-            wanted and enabled()
+            wanted
+            and enabled()
             and inputs.dtype == tf.bfloat16
             and keras.backend.backend() == "tensorflow"
             and self.data_format == "channels_last"

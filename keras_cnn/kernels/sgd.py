@@ -1,4 +1,5 @@
 """SGD with momentum in one fused op per variable."""
+
 import keras
 import tensorflow as tf
 
@@ -15,13 +16,21 @@ class SGD(keras.optimizers.SGD):
     """
 
     def update_step(self, gradient, variable, learning_rate):
-        if (not enabled() or self.momentum == 0 or keras.backend.backend() != "tensorflow"
-                or isinstance(gradient, tf.IndexedSlices)):
+        if (
+            not enabled()
+            or self.momentum == 0
+            or keras.backend.backend() != "tensorflow"
+            or isinstance(gradient, tf.IndexedSlices)
+        ):
             return super().update_step(gradient, variable, learning_rate)
         var = variable.value if isinstance(variable, keras.Variable) else variable
         accum = self.momentums[self._get_variable_index(variable)].value
         tf.raw_ops.ResourceApplyKerasMomentum(
-            var=var.handle, accum=accum.handle, lr=tf.cast(learning_rate, var.dtype),
-            grad=tf.cast(gradient, var.dtype), momentum=tf.cast(self.momentum, var.dtype),
-            use_locking=False, use_nesterov=self.nesterov,
+            var=var.handle,
+            accum=accum.handle,
+            lr=tf.cast(learning_rate, var.dtype),
+            grad=tf.cast(gradient, var.dtype),
+            momentum=tf.cast(self.momentum, var.dtype),
+            use_locking=False,
+            use_nesterov=self.nesterov,
         )

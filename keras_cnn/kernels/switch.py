@@ -1,4 +1,5 @@
 """The one switch for every speed kernel: KERAS_CNN_FAST_KERNELS=0 or set_enabled(False)."""
+
 import contextlib
 import os
 

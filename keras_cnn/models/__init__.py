@@ -3,7 +3,17 @@
 Importing this package registers every family (mlp, cnn, alexnet, vgg, resnet) and every
 custom layer they use, so `keras.models.load_model` finds them.
 """
+
 from keras_cnn.models import alexnet, cnn, inception, mlp, resnet, vgg  # noqa: F401  (each registers its models)
-from keras_cnn.models.registry import Option, Spec, all_options, check_options, create_model, list_models, model_options, register
+from keras_cnn.models.registry import (
+    Option,
+    Spec,
+    all_options,
+    check_options,
+    create_model,
+    list_models,
+    model_options,
+    register,
+)
 
 __all__ = ["Option", "Spec", "all_options", "check_options", "create_model", "list_models", "model_options", "register"]

@@ -6,6 +6,7 @@ crops), 1,756,426 at 32x32; above 64 px a global average pool replaces the flatt
 Local response normalization (Krizhevsky et al. 2012, section
 3.3) with the tutorial's settings by default: depth radius 4, bias 1, alpha 0.001/9, beta 0.75.
 """
+
 from typing import Annotated, Any
 
 import keras
@@ -24,7 +25,8 @@ def build_alexnet(
     lrn: Annotated[bool, Spec("alexnet: local response normalization")] = True,
     lrn_depth_radius: Annotated[int, Spec("alexnet LRN: channels each side (4)", "size")] = 4,
     lrn_bias: Annotated[float, Spec("alexnet LRN: bias (1.0)", "rate")] = 1.0,
-    lrn_alpha: Annotated[float, Spec("alexnet LRN: alpha, multiplying the plain sum (0.001/9)", "nonneg")] = 0.001 / 9.0,
+    lrn_alpha: Annotated[float, Spec("alexnet LRN: alpha, multiplying the plain sum (0.001/9)", "nonneg")] = 0.001
+    / 9.0,
     lrn_beta: Annotated[float, Spec("alexnet LRN: beta (0.75)", "nonneg")] = 0.75,
     **shared: Any,
 ) -> keras.Model:
@@ -37,8 +39,9 @@ def build_alexnet(
     def norm(x, name):
         if not lrn:
             return x
-        return LocalResponseNormalization(depth_radius=int(lrn_depth_radius), bias=lrn_bias, alpha=lrn_alpha,
-                                          beta=lrn_beta, name=name)(x)
+        return LocalResponseNormalization(
+            depth_radius=int(lrn_depth_radius), bias=lrn_bias, alpha=lrn_alpha, beta=lrn_beta, name=name
+        )(x)
 
     def pool(x, name):
         return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)

@@ -6,6 +6,7 @@ filters=(32, 64), kernel_size=3, dense=128, is the Keras mnist_cnn example (1,19
 parameters on MNIST). `kernel_size` lets a lab compare stacked 3x3 convolutions with one
 5x5 or 7x7 of the same receptive field (Simonyan & Zisserman 2014, section 2.3).
 """
+
 from typing import Annotated, Any
 
 import keras

@@ -9,6 +9,7 @@ inception (112, 48), (96, 64), (80, 80), (48, 96) -> downsample 96 -> inception 
 global average pooling -> dense. (The paper pools a fixed 7x7 map of its 28x28 crops; global pooling
 gives the same on those and also takes 32x32 inputs.)
 """
+
 from typing import Annotated, Any
 
 import keras
@@ -17,9 +18,18 @@ from keras_cnn.models.layers import LayerOptions, shared_options
 from keras_cnn.models.registry import Spec, register
 
 # (kind, filters): "inception" takes (c1, c3), "downsample" takes c3.
-SPEC = [("inception", (32, 32)), ("inception", (32, 48)), ("downsample", 80),
-        ("inception", (112, 48)), ("inception", (96, 64)), ("inception", (80, 80)), ("inception", (48, 96)),
-        ("downsample", 96), ("inception", (176, 160)), ("inception", (176, 160))]
+SPEC = [
+    ("inception", (32, 32)),
+    ("inception", (32, 48)),
+    ("downsample", 80),
+    ("inception", (112, 48)),
+    ("inception", (96, 64)),
+    ("inception", (80, 80)),
+    ("inception", (48, 96)),
+    ("downsample", 96),
+    ("inception", (176, 160)),
+    ("inception", (176, 160)),
+]
 
 
 def build_inception(
@@ -42,8 +52,10 @@ def build_inception(
         if kind == "inception":
             branches = [module(x, filters[0], 1, f"{name}_1x1"), module(x, filters[1], 3, f"{name}_3x3")]
         else:
-            branches = [module(x, filters, 3, f"{name}_3x3", strides=2, padding="valid"),
-                        keras.layers.MaxPooling2D(3, strides=2, name=f"{name}_pool")(x)]
+            branches = [
+                module(x, filters, 3, f"{name}_3x3", strides=2, padding="valid"),
+                keras.layers.MaxPooling2D(3, strides=2, name=f"{name}_pool")(x),
+            ]
         x = keras.layers.Concatenate(name=f"{name}_concat")(branches)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = opts.drop(x, "dropout")

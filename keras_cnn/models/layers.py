@@ -70,9 +70,7 @@ class Maxout(keras.layers.Layer):
     def call(self, inputs):
         shape = tf.shape(inputs)
         channels = inputs.shape[-1]
-        grouped = tf.reshape(
-            inputs, tf.concat([shape[:-1], [channels // self.num_pieces, self.num_pieces]], 0)
-        )
+        grouped = tf.reshape(inputs, tf.concat([shape[:-1], [channels // self.num_pieces, self.num_pieces]], 0))
         return tf.reduce_max(grouped, axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -176,13 +174,17 @@ INITIALIZERS = {
     "zeros": lambda s: keras.initializers.Zeros(),
     "constant": lambda s: keras.initializers.Constant(0.1 if s is None else s),  # the value [0.1]
     "random_normal": lambda s: keras.initializers.RandomNormal(stddev=s or 0.01),  # stddev [0.01]: "small random"
-    "truncated_normal": lambda s: keras.initializers.TruncatedNormal(stddev=s or 0.05),  # stddev [0.05]: the TF tutorial
+    "truncated_normal": lambda s: keras.initializers.TruncatedNormal(
+        stddev=s or 0.05
+    ),  # stddev [0.05]: the TF tutorial
     "uniform": lambda s: keras.initializers.RandomUniform(-(s or 0.05), s or 0.05),  # the limit [0.05]
     # Variance scaling: init_scale multiplies the variance [1].
     "glorot_uniform": lambda s: keras.initializers.VarianceScaling(s or 1.0, "fan_avg", "uniform"),  # Xavier
     "lecun_normal": lambda s: keras.initializers.VarianceScaling(s or 1.0, "fan_in", "truncated_normal"),
     "lecun_uniform": lambda s: keras.initializers.VarianceScaling(s or 1.0, "fan_in", "uniform"),  # neon's "Xavier"
-    "he_normal": lambda s: keras.initializers.VarianceScaling(2.0 * (s or 1.0), "fan_in", "truncated_normal"),  # Kaiming
+    "he_normal": lambda s: keras.initializers.VarianceScaling(
+        2.0 * (s or 1.0), "fan_in", "truncated_normal"
+    ),  # Kaiming
     "orthogonal": lambda s: keras.initializers.Orthogonal(gain=s or 1.0),  # the gain [1]
     "identity": lambda s: IdentityInit(gain=s or 1.0),  # the gain [1]
 }
@@ -245,16 +247,26 @@ class LayerOptions:
 
     activation: str = dataclasses.field(default="relu", metadata=_spec(", ".join(ACTIVATIONS), ACTIVATIONS))
     kernel_initializer: str = dataclasses.field(
-        default="glorot_uniform", metadata=_spec(", ".join(INITIALIZERS), tuple(INITIALIZERS)))
-    init_scale: float | None = dataclasses.field(default=None, metadata=_spec(
-        "the initializer's stddev (random/truncated normal), limit (uniform), gain, or variance factor", "rate?"))
+        default="glorot_uniform", metadata=_spec(", ".join(INITIALIZERS), tuple(INITIALIZERS))
+    )
+    init_scale: float | None = dataclasses.field(
+        default=None,
+        metadata=_spec(
+            "the initializer's stddev (random/truncated normal), limit (uniform), gain, or variance factor", "rate?"
+        ),
+    )
     bias_init: float = dataclasses.field(
-        default=0.0, metadata=_spec("constant for hidden biases, e.g. 0.01 for ReLU units"))
+        default=0.0, metadata=_spec("constant for hidden biases, e.g. 0.01 for ReLU units")
+    )
     dropout: float = dataclasses.field(default=0.0, metadata=_spec("dropout rate in [0, 1)", "fraction"))
-    weight_decay: float = dataclasses.field(default=0.0, metadata=_spec(
-        "L2 weight decay (SGD-style coefficient)", "nonneg", fed_by="optimizer.weight_decay"))
-    decay_scope: str = dataclasses.field(default="all", metadata=_spec(
-        "all (every kernel, default) or dense (the hidden fully connected layers only)", DECAY_SCOPES))
+    weight_decay: float = dataclasses.field(
+        default=0.0,
+        metadata=_spec("L2 weight decay (SGD-style coefficient)", "nonneg", fed_by="optimizer.weight_decay"),
+    )
+    decay_scope: str = dataclasses.field(
+        default="all",
+        metadata=_spec("all (every kernel, default) or dense (the hidden fully connected layers only)", DECAY_SCOPES),
+    )
     batch_norm: bool = dataclasses.field(default=False, metadata=_spec("batch normalization"))
 
     def __post_init__(self) -> None:
@@ -267,8 +279,10 @@ class LayerOptions:
 
     def _kernel(self, dense: bool) -> dict[str, Any]:
         decayed = self.decay_scope == "all" or dense
-        return {"kernel_initializer": initializer(self.kernel_initializer, self.init_scale),
-                "kernel_regularizer": regularizer(self.weight_decay) if decayed else None}
+        return {
+            "kernel_initializer": initializer(self.kernel_initializer, self.init_scale),
+            "kernel_regularizer": regularizer(self.weight_decay) if decayed else None,
+        }
 
     def _bias(self) -> Any:
         return keras.initializers.Constant(self.bias_init) if self.bias_init else "zeros"
@@ -276,14 +290,23 @@ class LayerOptions:
     def conv(self, x, filters, size, name, *, strides=1, padding="same", bias=None):
         """A convolution (no bias under BatchNorm: BN's beta makes it redundant)."""
         use_bias = not self.batch_norm if bias is None else bias
-        return Conv2D(filters, size, strides=strides, padding=padding, use_bias=use_bias, bias_initializer=self._bias(),
-                      name=name, **self._kernel(dense=False))(x)
+        return Conv2D(
+            filters,
+            size,
+            strides=strides,
+            padding=padding,
+            use_bias=use_bias,
+            bias_initializer=self._bias(),
+            name=name,
+            **self._kernel(dense=False),
+        )(x)
 
     def dense(self, x, units, name, *, bias=None):
         """A hidden fully connected layer (no bias when BatchNorm follows it: bias=None)."""
         use_bias = not self.batch_norm if bias is None else bias
-        return keras.layers.Dense(units, use_bias=use_bias, bias_initializer=self._bias(), name=name,
-                                  **self._kernel(dense=True))(x)
+        return keras.layers.Dense(
+            units, use_bias=use_bias, bias_initializer=self._bias(), name=name, **self._kernel(dense=True)
+        )(x)
 
     def norm(self, x, name):
         """BatchNorm with torch's defaults (momentum 0.9 here = 0.1 there, eps 1e-5) when enabled."""
@@ -299,9 +322,12 @@ class LayerOptions:
     def logits(self, x, num_classes, name="logits", use_bias=True):
         """The classifier every model ends with: float32 logits (no softmax), decayed unless scope is dense."""
         return keras.layers.Dense(
-            num_classes, use_bias=use_bias, kernel_initializer=initializer(self.kernel_initializer, self.init_scale),
+            num_classes,
+            use_bias=use_bias,
+            kernel_initializer=initializer(self.kernel_initializer, self.init_scale),
             kernel_regularizer=regularizer(self.weight_decay) if self.decay_scope == "all" else None,
-            dtype=logits_dtype(), name=name,
+            dtype=logits_dtype(),
+            name=name,
         )(x)
 
 

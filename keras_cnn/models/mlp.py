@@ -1,4 +1,5 @@
 """Fully connected baselines: softmax regression (`linear`) and multi-layer perceptrons (`mlp`)."""
+
 from typing import Annotated, Any
 
 import keras
@@ -31,6 +32,5 @@ def build_linear(input_shape: tuple[int, ...], num_classes: int, **shared: Any) 
     return build_mlp(input_shape, num_classes, hidden=(), **shared)
 
 
-register("linear", build_linear,
-         shared=shared_options(only=("kernel_initializer", "init_scale", "weight_decay")))
+register("linear", build_linear, shared=shared_options(only=("kernel_initializer", "init_scale", "weight_decay")))
 register("mlp", build_mlp, shared=shared_options())

@@ -9,6 +9,7 @@ Shortcuts where the shape changes: `projection` (option B, 1x1 conv + BN, the de
 as in ../shared/bench/torch_reference.py) or `identity` (option A, parameter-free, the
 paper's CIFAR choice: resnet20 then has 269,722 parameters).
 """
+
 from typing import Annotated, Any
 
 import keras
@@ -23,8 +24,9 @@ IMAGENET_LAYOUTS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
 # Maxout changes widths, which residual additions cannot follow.
 RESNET_ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "tanh", "sigmoid", "noisy_relu")
 RESNET_SHARED = shared_options(kernel_initializer="he_normal", batch_norm=True)
-Shortcut = Annotated[str, Spec("ResNet shortcut where the shape changes: projection (B) or identity (A)",
-                               ("projection", "identity"))]
+Shortcut = Annotated[
+    str, Spec("ResNet shortcut where the shape changes: projection (B) or identity (A)", ("projection", "identity"))
+]
 
 
 def _options(shared: dict[str, Any]) -> LayerOptions:
@@ -75,7 +77,9 @@ def build_cifar_resnet(
     input_shape: tuple[int, ...], num_classes: int, *, depth: int, shortcut: Shortcut = "projection", **shared: Any
 ) -> keras.Model:
     n = CIFAR_DEPTHS[depth]
-    return _build(input_shape, num_classes, 16, [(16, n), (32, n), (64, n)], f"resnet{depth}", shortcut, _options(shared))
+    return _build(
+        input_shape, num_classes, 16, [(16, n), (32, n), (64, n)], f"resnet{depth}", shortcut, _options(shared)
+    )
 
 
 def build_imagenet_layout_resnet(
@@ -83,7 +87,9 @@ def build_imagenet_layout_resnet(
 ) -> keras.Model:
     stages = list(zip([64, 128, 256, 512], IMAGENET_LAYOUTS[depth]))
     large = min(input_shape[:2]) >= IMAGENET_STEM_FROM
-    return _build(input_shape, num_classes, 64, stages, f"resnet{depth}", shortcut, _options(shared), imagenet_stem=large)
+    return _build(
+        input_shape, num_classes, 64, stages, f"resnet{depth}", shortcut, _options(shared), imagenet_stem=large
+    )
 
 
 for _depth in CIFAR_DEPTHS:

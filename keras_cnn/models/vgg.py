@@ -4,6 +4,7 @@ The CIFAR form: 3x3 convs in five blocks, each ending in a 2x2 max pool, so a 32
 reaches 1x1x512, then global average pooling and one 512 -> classes dense layer (no
 4096-wide FC layers); inputs larger than 32x32 (224 px) pool down to the same 512 features.
 """
+
 from typing import Any
 
 import keras
@@ -36,4 +37,6 @@ def build_vgg(input_shape: tuple[int, ...], num_classes: int, *, depth: int, **s
 
 
 for _depth in SPECS:
-    register(f"vgg{_depth}", build_vgg, shared=shared_options(kernel_initializer="he_normal", batch_norm=True), depth=_depth)
+    register(
+        f"vgg{_depth}", build_vgg, shared=shared_options(kernel_initializer="he_normal", batch_norm=True), depth=_depth
+    )

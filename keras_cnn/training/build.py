@@ -3,6 +3,7 @@
 `train()`, the benchmark's StepTimer and the diagnostics all build through `build_training`,
 so what they time or check is exactly what a training run executes.
 """
+
 import dataclasses
 
 import keras
@@ -56,14 +57,24 @@ def build_training(cfg, *, image_shape, num_classes, steps_per_epoch, strategy=N
         if replicas > 1:
             synchronize_batch_norm(model)
         optimizer, schedule = build_optimizer(
-            cfg.optimizer, cfg.schedule, num_replicas=replicas, steps_per_epoch=steps_per_epoch,
-            total_steps=steps_per_epoch * cfg.run.epochs, precision=precision, learning_rate=learning_rate,
+            cfg.optimizer,
+            cfg.schedule,
+            num_replicas=replicas,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=steps_per_epoch * cfg.run.epochs,
+            precision=precision,
+            learning_rate=learning_rate,
         )
         optimizer.build(model.trainable_variables)
         ema = WeightEMA(model, cfg.ema.decay) if cfg.ema.enabled else None
     trainer = Trainer(
-        model, optimizer, per_example_loss(cfg.optimizer, num_classes), strategy,
-        global_batch_size=cfg.data.batch_size, ema=ema, jit_compile=cfg.run.jit_compile,
+        model,
+        optimizer,
+        per_example_loss(cfg.optimizer, num_classes),
+        strategy,
+        global_batch_size=cfg.data.batch_size,
+        ema=ema,
+        jit_compile=cfg.run.jit_compile,
     )
     return Built(model, optimizer, schedule, ema, trainer, precision, strategy)
 

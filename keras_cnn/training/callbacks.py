@@ -11,6 +11,7 @@ The loop calls the Keras hooks with Keras's names, so Keras's own callbacks work
 
 A `RunCallback` also sees the run (config, run directory, data, built model) through set_run.
 """
+
 import os
 
 import keras
@@ -73,7 +74,7 @@ class TensorBoardScalars(RunCallback):
             with writer.as_default(step=epoch):
                 for key, value in logs.items():
                     if prefix and key.startswith(prefix):
-                        tf.summary.scalar(f"epoch_{key[len(prefix):]}", value)
+                        tf.summary.scalar(f"epoch_{key[len(prefix) :]}", value)
                     elif not prefix and not key.startswith(("val_", "ema_val_")):
                         tf.summary.scalar(f"epoch_{key}", value)
                 if prefix and "ema_val_accuracy" in logs:

@@ -4,6 +4,7 @@
 A stop (a callback setting model.stop_training, a diverged loss, SIGINT/SIGTERM) takes effect
 after the current compiled call; an interrupt writes a checkpoint first.
 """
+
 import dataclasses
 import math
 import signal
@@ -41,8 +42,16 @@ class Run:
     def distributed(self, split, training, epoch=0, start=0):
         cfg, data = self.cfg, self.data
         return self.built.strategy.distribute_datasets_from_function(
-            lambda ctx: make_dataset(split, cfg.data, training=training, seed=cfg.run.seed, epoch=epoch,
-                                     normalizer=data.normalizer, input_context=ctx, start_batch=start)
+            lambda ctx: make_dataset(
+                split,
+                cfg.data,
+                training=training,
+                seed=cfg.run.seed,
+                epoch=epoch,
+                normalizer=data.normalizer,
+                input_context=ctx,
+                start_batch=start,
+            )
         )
 
 
@@ -100,8 +109,13 @@ def _train_epoch(run, callbacks, epoch, start_batch, outcome):
         totals += call
         batch += n
         rate = (totals[2] - carried) / max(time.perf_counter() - started, 1e-9)
-        logs = {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2], "batch_loss": call[0] / call[2],
-                "learning_rate": _current_lr(built), "images_per_sec": rate}
+        logs = {
+            "loss": totals[0] / totals[2],
+            "accuracy": totals[1] / totals[2],
+            "batch_loss": call[0] / call[2],
+            "learning_rate": _current_lr(built),
+            "images_per_sec": rate,
+        }
         if not math.isfinite(logs["loss"]):
             outcome.status = "diverged"
         callbacks.on_train_batch_end(batch - 1, logs)
@@ -111,9 +125,13 @@ def _train_epoch(run, callbacks, epoch, start_batch, outcome):
             _checkpoint(run, epoch, batch, totals=totals)
     seconds = time.perf_counter() - started
     row = {
-        "epoch": epoch + 1, "step": int(built.optimizer.iterations.numpy()), "lr": _current_lr(built),
-        "train_loss": totals[0] / max(totals[2], 1), "train_accuracy": totals[1] / max(totals[2], 1),
-        "images_per_sec": (totals[2] - carried) / max(seconds, 1e-9), "seconds": seconds,
+        "epoch": epoch + 1,
+        "step": int(built.optimizer.iterations.numpy()),
+        "lr": _current_lr(built),
+        "train_loss": totals[0] / max(totals[2], 1),
+        "train_accuracy": totals[1] / max(totals[2], 1),
+        "images_per_sec": (totals[2] - carried) / max(seconds, 1e-9),
+        "seconds": seconds,
     }
     return row, seconds, int(totals[2] - carried)
 
@@ -137,7 +155,11 @@ def _current_lr(built):
 
 def _validate(built, val_ds):
     metrics = interrupts.call_responsively(built.trainer.evaluate, val_ds)
-    out = {"val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"], "val_top5_accuracy": metrics["top5_accuracy"]}
+    out = {
+        "val_loss": metrics["loss"],
+        "val_accuracy": metrics["accuracy"],
+        "val_top5_accuracy": metrics["top5_accuracy"],
+    }
     if built.ema is not None:
         built.ema.swap()
         try:
@@ -151,8 +173,13 @@ def _checkpoint(run, epoch, batch, *, totals=None, best=False, stopped=False):
     if not run.chief:
         return
     # The completed epochs' rows travel with the checkpoint, so history.csv can always be rebuilt from it.
-    state = {"epoch": epoch, "batch": batch, "totals": [float(t) for t in totals] if totals is not None else None,
-             "stopped": bool(stopped), "history": [r for r in run.history if r["epoch"] <= epoch]}
+    state = {
+        "epoch": epoch,
+        "batch": batch,
+        "totals": [float(t) for t in totals] if totals is not None else None,
+        "stopped": bool(stopped),
+        "history": [r for r in run.history if r["epoch"] <= epoch],
+    }
     run.run_dir.save_checkpoint(run.built.checkpoint_groups(), state, keep=run.cfg.run.keep_checkpoints, best=best)
 
 

@@ -13,8 +13,13 @@ from keras_cnn.data.pipeline import eval_inputs
 from keras_cnn.io import atomic_write, csv_text
 from keras_cnn.training.callbacks import RunCallback
 
-ACTIVATION_TYPES = (keras.layers.ReLU, keras.layers.Activation, keras.layers.LeakyReLU, keras.layers.PReLU,
-                    keras.layers.ELU)
+ACTIVATION_TYPES = (
+    keras.layers.ReLU,
+    keras.layers.Activation,
+    keras.layers.LeakyReLU,
+    keras.layers.PReLU,
+    keras.layers.ELU,
+)
 
 
 def activation_layers(model):
@@ -47,8 +52,17 @@ def activation_statistics(model, images, *, training=True):
             saturated = float(np.mean((values < 0.01) | (values > 0.99)))
         else:
             saturated = None
-        stats.append({"layer": layer.name, "activation": kind, "mean": float(values.mean()), "std": float(values.std()),
-                      "fraction_zero": float(np.mean(values == 0)), "fraction_saturated": saturated, "values": values})
+        stats.append(
+            {
+                "layer": layer.name,
+                "activation": kind,
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "fraction_zero": float(np.mean(values == 0)),
+                "fraction_saturated": saturated,
+                "values": values,
+            }
+        )
     return stats
 
 
@@ -77,7 +91,11 @@ class LayerStats(RunCallback):
         layers = activation_layers(model)
         self.layers = layers
         self.probe = keras.Model(model.inputs[0], [layer.output for layer in layers]) if layers else None
-        self.writer = tf.summary.create_file_writer(os.path.join(run.run_dir.tensorboard_dir, "layer_stats")) if run.chief else None
+        self.writer = (
+            tf.summary.create_file_writer(os.path.join(run.run_dir.tensorboard_dir, "layer_stats"))
+            if run.chief
+            else None
+        )
 
     def _snapshot(self, steps_to_end):
         self.snapshot = [v.numpy().copy() for v in kernels(self.run.built.model)]
@@ -101,7 +119,10 @@ class LayerStats(RunCallback):
             for layer, out in zip(self.layers, outputs):
                 values = tf.cast(out, tf.float32).numpy()
                 active = (values > 0).reshape(-1, values.shape[-1]).any(axis=0)
-                rows[layer.name] = {"fraction_zero": float(np.mean(values == 0)), "dead_units": float(1 - active.mean())}
+                rows[layer.name] = {
+                    "fraction_zero": float(np.mean(values == 0)),
+                    "dead_units": float(1 - active.mean()),
+                }
         with tf.GradientTape() as tape:
             logits = tf.cast(model(self.images, training=False), tf.float32)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(self.labels, logits))
@@ -109,12 +130,17 @@ class LayerStats(RunCallback):
         for i, v in enumerate(kernels(model)):
             weight, ratio = v.numpy(), None
             if self.snapshot is not None:
-                ratio = float(np.linalg.norm(weight - self.snapshot[i]) / max(np.linalg.norm(self.snapshot[i]), 1e-12)
-                              / max(self.snapshot_steps, 1))
+                ratio = float(
+                    np.linalg.norm(weight - self.snapshot[i])
+                    / max(np.linalg.norm(self.snapshot[i]), 1e-12)
+                    / max(self.snapshot_steps, 1)
+                )
             g = grads.get(v.path)
             rows.setdefault(v.path.rsplit("/", 1)[0], {}).update(
-                weight_norm=float(np.linalg.norm(weight)), gradient_norm=float(tf.norm(g)) if g is not None else None,
-                update_ratio=ratio)
+                weight_norm=float(np.linalg.norm(weight)),
+                gradient_norm=float(tf.norm(g)) if g is not None else None,
+                update_ratio=ratio,
+            )
         return rows
 
     def on_epoch_end(self, epoch, logs=None):
@@ -131,4 +157,3 @@ class LayerStats(RunCallback):
         self.writer.flush()
         self.rows += [{"epoch": epoch + 1, "layer": layer, **stats} for layer, stats in rows.items()]
         atomic_write(self.run.run_dir.file("layer_stats.csv"), csv_text(self.rows, self.COLUMNS))
-

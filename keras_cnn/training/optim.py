@@ -1,4 +1,5 @@
 """Optimizer, learning-rate schedule, losses and weight EMA, built from a TrainConfig."""
+
 import dataclasses
 
 import keras
@@ -20,8 +21,12 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         # The schedule section as a plain dict, so Keras's from_config rebuilds the same schedule.
-        return {"base_lr": self.base_lr, "cfg": dataclasses.asdict(self.cfg),
-                "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+        return {
+            "base_lr": self.base_lr,
+            "cfg": dataclasses.asdict(self.cfg),
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -72,7 +77,13 @@ class WeightEMA:
         self.decay = decay
         self.sources = [v for v in model.weights if v.dtype == "float32"]
         self.shadows = [
-            tf.Variable(v.value, trainable=False, name=f"ema/{i}", synchronization=tf.VariableSynchronization.ON_WRITE, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            tf.Variable(
+                v.value,
+                trainable=False,
+                name=f"ema/{i}",
+                synchronization=tf.VariableSynchronization.ON_WRITE,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
             for i, v in enumerate(self.sources)
         ]
 

@@ -5,6 +5,7 @@ or AVX512-BF16 (oneDNN runs it natively there; measured accuracy matched float32
 docs/results.md), else float32; on GPUs bfloat16 from compute capability 8.0, float16 with
 loss scaling on 7.x, else float32.
 """
+
 import contextlib
 
 import keras

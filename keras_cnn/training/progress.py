@@ -4,6 +4,7 @@ verbose=0 prints nothing but the closing summary's absence of news (errors still
 verbose=1 (default) prints the opening summary, progress and one line per epoch; verbose=2
 also prints a line at every epoch's validation and the non-terminal progress every 5 s.
 """
+
 import sys
 import time
 
@@ -49,35 +50,44 @@ class Progress(RunCallback):
         done, total = batch + 1, self.run.steps_per_epoch
         rate = logs.get("images_per_sec") or 0.0
         eta = (total - done) * self.run.cfg.data.batch_size / rate if rate else 0.0
-        stats = (f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} "
-                 f"{logs.get('images_per_sec', 0):,.0f} img/s")
+        stats = f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} {logs.get('images_per_sec', 0):,.0f} img/s"
         if self.tty:
             filled = int(20 * done / total)
             bar = "=" * max(filled - 1, 0) + (">" if filled < 20 else "=") + "." * (20 - filled)
-            self._print(f"\repoch {self.epoch}/{self.params['epochs']} {done}/{total} [{bar}] ETA {format_duration(eta)} "
-                        f"{stats}   ", end="")
+            self._print(
+                f"\repoch {self.epoch}/{self.params['epochs']} {done}/{total} [{bar}] ETA {format_duration(eta)} "
+                f"{stats}   ",
+                end="",
+            )
         elif time.perf_counter() - self.last_line >= self.interval:
             self.last_line = time.perf_counter()
-            self._print(f"epoch {self.epoch}/{self.params['epochs']} step {done}/{total} ETA {format_duration(eta)} {stats}")
+            self._print(
+                f"epoch {self.epoch}/{self.params['epochs']} step {done}/{total} ETA {format_duration(eta)} {stats}"
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.verbose:
             return
         val = f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}" if "val_accuracy" in logs else ""
         ema = f" ema_val_acc {logs['ema_val_accuracy']:.4f}" if "ema_val_accuracy" in logs else ""
-        line = (f"epoch {epoch + 1}/{self.params['epochs']} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}{ema} "
-                f"lr {logs['learning_rate']:.4g} {logs['images_per_sec']:,.0f} img/s {format_duration(logs['seconds'])}")
+        line = (
+            f"epoch {epoch + 1}/{self.params['epochs']} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}{ema} "
+            f"lr {logs['learning_rate']:.4g} {logs['images_per_sec']:,.0f} img/s {format_duration(logs['seconds'])}"
+        )
         self._print(("\r" if self.tty else "") + line + (" " * 12 if self.tty else ""))
 
 
 def summary_line(result, cfg, runs_csv):
     """The closing line: status, epochs, speed, and the accuracy of the weights that were saved."""
+
     def pct(value):
         return f"{value:.4f}" if value is not None else "n/a"
 
     if result.ema_val_accuracy is not None:
-        accuracy = (f"final validation accuracy {pct(result.ema_val_accuracy)} with the saved EMA weights "
-                    f"({pct(result.final_val_accuracy)} raw, best raw {pct(result.best_val_accuracy)})")
+        accuracy = (
+            f"final validation accuracy {pct(result.ema_val_accuracy)} with the saved EMA weights "
+            f"({pct(result.final_val_accuracy)} raw, best raw {pct(result.best_val_accuracy)})"
+        )
     else:
         accuracy = f"final validation accuracy {pct(result.final_val_accuracy)} (best {pct(result.best_val_accuracy)})"
     return (
@@ -94,4 +104,3 @@ def _strategy_words(strategy):
     if name.startswith("_Default"):
         return "one device"
     return f"{replicas} replica{'s' if replicas > 1 else ''} ({name.lstrip('_')})"
-

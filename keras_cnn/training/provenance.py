@@ -1,4 +1,5 @@
 """What config.json records so a run can be reproduced: versions, commit, CPU, seed."""
+
 import importlib.metadata
 import os
 import platform

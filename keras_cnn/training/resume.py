@@ -59,8 +59,10 @@ def _compare(run_dir: RunDir, cfg: TrainConfig) -> Mode:
     old = run_dir.read_config().to_dict()
     damaged = run_dir.damaged_parts()
     if damaged:
-        raise RunDamaged(f"{path} is damaged: {', '.join(damaged)} has the wrong kind (a file where a folder "
-                         "belongs, or the reverse); rerun with --overwrite to start the run over")
+        raise RunDamaged(
+            f"{path} is damaged: {', '.join(damaged)} has the wrong kind (a file where a folder "
+            "belongs, or the reverse); rerun with --overwrite to start the run over"
+        )
     differs = config_differences(old, cfg)
     if not differs:
         return Mode.RESUME
@@ -70,11 +72,15 @@ def _compare(run_dir: RunDir, cfg: TrainConfig) -> Mode:
     if differs == ["run.epochs"] and isinstance(old_epochs, int) and cfg.run.epochs > old_epochs:
         if SCHEDULES[cfg.schedule.name].extendable:
             return Mode.EXTEND
-        raise UsageError(f"run {path} has a {cfg.schedule.name} schedule over {old_epochs} epochs, which ends at "
-                         f"its lowest rate; extending it would restart the decay. Train on from it with "
-                         f"--init-from {path} --name NEW_NAME")
-    raise ConfigMismatch(f"run {path} exists with a different config ({', '.join(differs[:4])}); "
-                         "choose another --name, or pass --overwrite to replace it")
+        raise UsageError(
+            f"run {path} has a {cfg.schedule.name} schedule over {old_epochs} epochs, which ends at "
+            f"its lowest rate; extending it would restart the decay. Train on from it with "
+            f"--init-from {path} --name NEW_NAME"
+        )
+    raise ConfigMismatch(
+        f"run {path} exists with a different config ({', '.join(differs[:4])}); "
+        "choose another --name, or pass --overwrite to replace it"
+    )
 
 
 def starting_point(run_dir: RunDir, built: Built, cfg: TrainConfig, mode: Mode) -> tuple[Start, Mode]:
@@ -102,8 +108,10 @@ def resumed_history(run_dir: RunDir, state: dict[str, Any]) -> list[dict[str, An
         return [dict(r) for r in state["history"]]
     rows = [r for r in run_dir.read_history() if isinstance(r.get("epoch"), int) and r["epoch"] <= state["epoch"]]
     if [r["epoch"] for r in rows] != list(range(1, state["epoch"] + 1)):
-        raise RunDamaged(f"{run_dir.history_path} does not match the checkpoint at epoch {state['epoch']} "
-                         "(edited or lost); rerun with --overwrite to start the run over")
+        raise RunDamaged(
+            f"{run_dir.history_path} does not match the checkpoint at epoch {state['epoch']} "
+            "(edited or lost); rerun with --overwrite to start the run over"
+        )
     return rows
 
 
@@ -112,8 +120,9 @@ def warm_start(built: Built, source: str) -> None:
     if os.path.isdir(source):
         weights = RunDir(source).load_model().weights
         if [tuple(w.shape) for w in weights] != [tuple(w.shape) for w in built.model.weights]:
-            raise UsageError(f"--init-from {source} holds another architecture or class count; "
-                             "its weights do not fit this model")
+            raise UsageError(
+                f"--init-from {source} holds another architecture or class count; its weights do not fit this model"
+            )
         for target, value in zip(built.model.weights, weights, strict=True):
             target.assign(value.numpy())
     elif os.path.isfile(source):

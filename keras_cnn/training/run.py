@@ -4,6 +4,7 @@ The CLI, the tuner, the diagnostics and the tests all come through here (via ker
 which adds export-on-finish and layer statistics as callbacks). A run lives in
 <output_dir>/<name>/; rerunning the same config with the same name resumes it.
 """
+
 import dataclasses
 import logging
 import os
@@ -59,8 +60,9 @@ def train(cfg, callbacks=(), verbose=1):
         data = prepare_data(cfg.data, verbose=verbose)  # 3. data errors surface before the disk is touched
         interrupts.raise_if_requested("while loading data")
         steps = steps_per_epoch(cfg, len(data.train), strategy.num_replicas_in_sync)
-        built = build_training(cfg, image_shape=data.input_shape, num_classes=data.num_classes,
-                               steps_per_epoch=steps, strategy=strategy)  # 4. build
+        built = build_training(
+            cfg, image_shape=data.input_shape, num_classes=data.num_classes, steps_per_epoch=steps, strategy=strategy
+        )  # 4. build
         start, mode = resume.starting_point(run_dir, built, cfg, mode)  # 5. resume or warm start
         if chief:  # 6. only now, with data, model and checkpoint known good, is anything written
             resume.prepare(run_dir, cfg, mode, _new_record(cfg, data, built))
@@ -68,8 +70,11 @@ def train(cfg, callbacks=(), verbose=1):
         run = Run(cfg, run_dir, data, built, chief, steps, list(start.history), start)
         callback_list = _callback_list(run, callbacks, verbose)
         if start.epoch >= cfg.run.epochs or start.stopped:
-            log.info("run %s already ended after %d epoch(s); nothing to train (raise --epochs to extend it)",
-                     run_dir.path, start.epoch)
+            log.info(
+                "run %s already ended after %d epoch(s); nothing to train (raise --epochs to extend it)",
+                run_dir.path,
+                start.epoch,
+            )
         elif start.epoch or start.batch:
             log.info("resuming %s at epoch %d, batch %d", run_dir.path, start.epoch + 1, start.batch)
         started = time.perf_counter()
@@ -79,7 +84,9 @@ def train(cfg, callbacks=(), verbose=1):
 
 def steps_per_epoch(cfg, num_train, replicas):
     if cfg.data.batch_size % replicas:
-        raise UsageError(f"batch size {cfg.data.batch_size} does not split over {replicas} replicas; use a multiple of {replicas}")
+        raise UsageError(
+            f"batch size {cfg.data.batch_size} does not split over {replicas} replicas; use a multiple of {replicas}"
+        )
     steps = num_train // cfg.data.batch_size
     if steps < 1:
         raise UsageError(f"{num_train} training images make no full batch of {cfg.data.batch_size}; lower --batch-size")
@@ -90,8 +97,9 @@ def _write_run_files(run_dir, cfg, data, built, steps):
     """What a run's folder holds from the start: the normalization and the learning-rate plan."""
     run_dir.save_normalizer(data.normalizer)
     total = steps * cfg.run.epochs
-    plots.plot_learning_rate(np.arange(total), built.schedule(tf.range(total, dtype=tf.float32)).numpy(),
-                             run_dir.file("lr.png"))
+    plots.plot_learning_rate(
+        np.arange(total), built.schedule(tf.range(total, dtype=tf.float32)).numpy(), run_dir.file("lr.png")
+    )
 
 
 def _new_record(cfg, data, built):
@@ -100,14 +108,23 @@ def _new_record(cfg, data, built):
         "config": cfg.to_dict(),
         # What the config resolved to: the split actually carved and where the data came from.
         "data": {
-            "source": data.description, "train_size": len(data.train), "val_size": data.val_size,
-            "split_seed": cfg.data.split_seed, "image_shape": list(data.image_shape), "input_shape": list(data.input_shape),
+            "source": data.description,
+            "train_size": len(data.train),
+            "val_size": data.val_size,
+            "split_seed": cfg.data.split_seed,
+            "image_shape": list(data.image_shape),
+            "input_shape": list(data.input_shape),
             "placement": type(data.train).__name__,
-            "class_names": data.class_names, "normalization": data.normalizer.to_dict(),
+            "class_names": data.class_names,
+            "normalization": data.normalizer.to_dict(),
         },
         # What "auto" settings became on this machine.
-        "resolved": {"precision": built.precision, "replicas": built.strategy.num_replicas_in_sync,
-                     "fast_kernels": fast_kernels_enabled(), "smoke": cfg.run.smoke},
+        "resolved": {
+            "precision": built.precision,
+            "replicas": built.strategy.num_replicas_in_sync,
+            "fast_kernels": fast_kernels_enabled(),
+            "smoke": cfg.run.smoke,
+        },
         "reproducibility": reproducibility_record(cfg),
     }
 
@@ -119,8 +136,9 @@ def _callback_list(run, callbacks, verbose):
     for cb in everything:
         if isinstance(cb, RunCallback):
             cb.set_run(run)
-    return keras.callbacks.CallbackList(everything, model=run.built.model, epochs=run.cfg.run.epochs,
-                                        steps=run.steps_per_epoch, verbose=0)
+    return keras.callbacks.CallbackList(
+        everything, model=run.built.model, epochs=run.cfg.run.epochs, steps=run.steps_per_epoch, verbose=0
+    )
 
 
 def _finish(run, callbacks, outcome, seconds, mode, verbose):
@@ -137,12 +155,23 @@ def _finish(run, callbacks, outcome, seconds, mode, verbose):
             run.run_dir.save_model(built.model)
     result = _result(run, outcome, seconds)
     if run.chief:  # once per run id: a rerun adds no row; an extended run replaces its row
-        append_run_row(cfg.run.output_dir, {
-            "run": run.run_dir.name, "run_id": run.run_dir.run_id(), "model": cfg.model.name,
-            "dataset": cfg.data.dataset, "parameters": built.model.count_params(), "epochs": len(run.history),
-            "best_val_accuracy": _fmt(result.best_val_accuracy), "final_val_accuracy": _fmt(result.final_val_accuracy),
-            "seconds": round(result.seconds, 1), "images_per_sec": round(result.images_per_sec, 1), "status": outcome.status,
-        }, replace=mode == resume.Mode.EXTEND)
+        append_run_row(
+            cfg.run.output_dir,
+            {
+                "run": run.run_dir.name,
+                "run_id": run.run_dir.run_id(),
+                "model": cfg.model.name,
+                "dataset": cfg.data.dataset,
+                "parameters": built.model.count_params(),
+                "epochs": len(run.history),
+                "best_val_accuracy": _fmt(result.best_val_accuracy),
+                "final_val_accuracy": _fmt(result.final_val_accuracy),
+                "seconds": round(result.seconds, 1),
+                "images_per_sec": round(result.images_per_sec, 1),
+                "status": outcome.status,
+            },
+            replace=mode == resume.Mode.EXTEND,
+        )
     if verbose:
         print(summary_line(result, cfg, os.path.join(cfg.run.output_dir, "runs.csv")), flush=True)
     return result
@@ -153,7 +182,10 @@ def _result(run, outcome, seconds):
     accs = [r.get("val_accuracy") for r in history if r.get("val_accuracy") not in (None, "")]
     ema = history[-1].get("ema_val_accuracy") if history and run.built.ema is not None and not diverged else None
     return RunResult(
-        run_dir=run.run_dir.path, status=outcome.status, history=history, model=run.built.model,
+        run_dir=run.run_dir.path,
+        status=outcome.status,
+        history=history,
+        model=run.built.model,
         final_val_accuracy=accs[-1] if accs and not diverged else None,
         best_val_accuracy=max(accs) if accs else None,
         ema_val_accuracy=ema if ema not in (None, "") else None,

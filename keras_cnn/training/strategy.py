@@ -1,4 +1,5 @@
 """tf.distribute strategy from a name: auto | default | mirrored | multi_worker."""
+
 import functools
 import json
 import os
@@ -46,4 +47,6 @@ def is_chief():
     task = config.get("task", {})
     if not task:
         return True
-    return task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index") == 0 and "chief" not in config.get("cluster", {}))
+    return task.get("type") == "chief" or (
+        task.get("type") == "worker" and task.get("index") == 0 and "chief" not in config.get("cluster", {})
+    )

@@ -5,6 +5,7 @@ tensor conversion), so training is a tf.function around strategy.run: the loss i
 over the *global* batch with tf.nn.compute_average_loss and regularization is scaled by the
 replica count, so summed gradients equal the single-replica ones.
 """
+
 import tensorflow as tf
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -69,7 +70,14 @@ class Trainer:
         top1 = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
         k = min(5, logits.shape[-1])
         top5 = tf.cast(tf.nn.in_top_k(labels, logits, k), tf.float32)
-        return tf.stack([tf.reduce_sum(per_example), tf.reduce_sum(top1), tf.reduce_sum(top5), tf.cast(tf.shape(labels)[0], tf.float32)])
+        return tf.stack(
+            [
+                tf.reduce_sum(per_example),
+                tf.reduce_sum(top1),
+                tf.reduce_sum(top5),
+                tf.cast(tf.shape(labels)[0], tf.float32),
+            ]
+        )
 
     def _eval_step(self, batch):
         images, labels = batch

@@ -1,7 +1,8 @@
 """In a fresh process: `import keras_cnn`, load each model.keras given, and save its outputs on fixed inputs.
 
-    python reload_models.py OUT_NPZ INPUTS_NPZ MODEL.keras [MODEL.keras ...]
+python reload_models.py OUT_NPZ INPUTS_NPZ MODEL.keras [MODEL.keras ...]
 """
+
 import sys
 
 import keras

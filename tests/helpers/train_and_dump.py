@@ -1,7 +1,8 @@
 """Run keras_cnn.train on a config given as JSON and dump the final weights (for process tests).
 
-    python train_and_dump.py CONFIG_JSON WEIGHTS_NPZ
+python train_and_dump.py CONFIG_JSON WEIGHTS_NPZ
 """
+
 import json
 import sys
 
