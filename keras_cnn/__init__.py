@@ -12,7 +12,12 @@ from keras_cnn.quiet import quiet_tensorflow
 
 quiet_tensorflow()  # before anything below imports TensorFlow
 
+from collections.abc import Sequence  # noqa: E402
+
+import keras  # noqa: E402
+
 from keras_cnn import models  # noqa: E402  (registers the model families, custom layers and kernels)
+from keras_cnn.config import TrainConfig  # noqa: E402
 from keras_cnn.export import ExportOnFinish  # noqa: E402
 from keras_cnn.training import optim  # noqa: E402,F401  (registers the learning-rate schedule)
 from keras_cnn.training.layer_stats import LayerStats  # noqa: E402
@@ -23,7 +28,7 @@ __version__ = "0.1.0"
 __all__ = ["RunResult", "models", "train"]
 
 
-def train(config, callbacks=(), verbose=1):
+def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int = 1) -> RunResult:
     """Run one training job described by a TrainConfig; returns a RunResult.
 
     callbacks: keras.callbacks.Callback instances (EarlyStopping, CSVLogger, TerminateOnNaN,

@@ -337,7 +337,9 @@ def validate_field(cfg: TrainConfig, key: str) -> None:
 
 def _check_combinations(cfg: TrainConfig) -> None:
     data = cfg.data
-    if (data.folds is None) != (data.fold is None) or (data.folds and not data.fold < data.folds):
+    if (data.folds is None) != (data.fold is None) or (
+        data.folds and data.fold is not None and data.fold >= data.folds
+    ):
         raise UsageError("data.folds and data.fold go together, with 0 <= data.fold < data.folds")
     if cfg.schedule.name == "piecewise" and len(cfg.schedule.boundaries) != len(cfg.schedule.multipliers):
         raise UsageError("piecewise schedule needs as many schedule.multipliers as schedule.boundaries")

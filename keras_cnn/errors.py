@@ -1,6 +1,10 @@
 """Errors a user or the machine can cause; keras_cnn.cli.common.cli_entry turns them into one line."""
 
 import errno
+from collections.abc import Collection
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # Out of room: the user frees space or writes elsewhere.
 SPACE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -23,19 +27,19 @@ class Interrupted(KeyboardInterrupt):
     around each trial) cannot turn it into one failed trial and carry on.
     """
 
-    def __init__(self, signum, where):
+    def __init__(self, signum: int, where: str) -> None:
         super().__init__(f"interrupted {where}: rerun the same command to resume")
         self.signum = signum
 
     @property
-    def exit_status(self):
+    def exit_status(self) -> int:
         return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them
 
 
-def choose(kind, value, allowed):
+def choose(kind: str, value: T, allowed: Collection[T]) -> T:
     """Return value if it is one of allowed, else a UsageError listing what is allowed."""
     if value not in allowed:
-        raise UsageError(f"unknown {kind} {value!r}; choose one of: {', '.join(sorted(allowed))}")
+        raise UsageError(f"unknown {kind} {value!r}; choose one of: {', '.join(sorted(map(str, allowed)))}")
     return value
 
 

@@ -181,7 +181,7 @@ def next_version(base):
     return max(versions, default=0) + 1
 
 
-def export_run(run_dir, export_dir, *, checkpoint=None, name=None):
+def export_run(run_dir: str, export_dir: str, *, checkpoint: str | None = None, name: str | None = None) -> str:
     """Export a run's final model (or a checkpoint's weights) as <export_dir>/<name>/<next version>/.
 
     Holds the run's lock while it reads, so an export never sees a training run's half-written state.

@@ -25,6 +25,8 @@ import re
 import shutil
 import socket
 import zipfile
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import keras
 
@@ -35,6 +37,8 @@ from keras_cnn.errors import RunDamaged, UsageError
 from keras_cnn.io import append_row, atomic_write, csv_text, fault_point, read_csv, write_json
 
 log = logging.getLogger("keras_cnn")
+# A checkpoint's variables by group name: model, optimizer, ema.
+Groups = dict[str, Sequence[Any]]
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -63,38 +67,61 @@ RUNS_COLUMNS = [
     "status",
 ]
 # The run folder this process last created or resumed, where a CLI saves a crash log.
-active_run = None
+active_run: str | None = None
 CHECKPOINT_PATTERN = re.compile(r"ckpt-e(\d+)-b(\d+)\.npz$")
 TEMP_PREFIXES = (".tmp-", ".staging-")
 
 
-def run_name(cfg):
+def run_name(cfg: TrainConfig) -> str:
     return cfg.run.name or f"{cfg.model.name}-{cfg.data.dataset}"
 
 
 class RunDir:
     """The files of one run. Nothing is created until `create` (a bad flag leaves no trace)."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
 
     @classmethod
-    def for_config(cls, cfg):
+    def for_config(cls, cfg: TrainConfig) -> "RunDir":
         return cls(os.path.join(cfg.run.output_dir, run_name(cfg)))
 
-    def file(self, *parts):
+    def file(self, *parts: str) -> str:
         return os.path.join(self.path, *parts)
 
-    config_path = property(lambda self: self.file("config.json"))
-    history_path = property(lambda self: self.file("history.csv"))
-    model_path = property(lambda self: self.file("model.keras"))
-    checkpoints_dir = property(lambda self: self.file("checkpoints"))
-    saved_model_dir = property(lambda self: self.file("saved_model"))
-    tensorboard_dir = property(lambda self: self.file("tensorboard"))
-    name = property(lambda self: os.path.basename(os.path.normpath(self.path)))
-    output_dir = property(lambda self: os.path.dirname(os.path.normpath(self.path)))
+    @property
+    def config_path(self) -> str:
+        return self.file("config.json")
 
-    def exists(self):
+    @property
+    def history_path(self) -> str:
+        return self.file("history.csv")
+
+    @property
+    def model_path(self) -> str:
+        return self.file("model.keras")
+
+    @property
+    def checkpoints_dir(self) -> str:
+        return self.file("checkpoints")
+
+    @property
+    def saved_model_dir(self) -> str:
+        return self.file("saved_model")
+
+    @property
+    def tensorboard_dir(self) -> str:
+        return self.file("tensorboard")
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(os.path.normpath(self.path))
+
+    @property
+    def output_dir(self) -> str:
+        return os.path.dirname(os.path.normpath(self.path))
+
+    def exists(self) -> bool:
         return os.path.exists(self.config_path)
 
     # Each part of a run and whether it is a folder: a file in a folder's place (or the reverse) is damage.
@@ -108,7 +135,7 @@ class RunDir:
         "tensorboard": True,
     }
 
-    def damaged_parts(self):
+    def damaged_parts(self) -> list[str]:
         """Parts that exist with the wrong kind (a file where a folder belongs, or the reverse)."""
         wrong = []
         for part, is_dir in self.PARTS.items():
@@ -119,7 +146,7 @@ class RunDir:
 
     # ------------------------------------------------------------------ the record
 
-    def read_record(self):
+    def read_record(self) -> dict[str, Any]:
         """config.json as a dict, checked for shape; one line naming the file when it is not a record."""
         path = self.config_path
         if os.path.lexists(path) and not os.path.isfile(path):
@@ -143,7 +170,7 @@ class RunDir:
             )
         return record
 
-    def read_config(self):
+    def read_config(self) -> TrainConfig:
         try:
             return TrainConfig.from_dict(self.read_record()["config"])
         except UsageError as err:
@@ -153,35 +180,37 @@ class RunDir:
                 f"{self.config_path} holds an unusable config ({err}); rerun with --overwrite to replace the run"
             ) from None
 
-    def write_record(self, record):
+    def write_record(self, record: dict[str, Any]) -> None:
         write_json(self.config_path, {**record, "schema_version": SCHEMA_VERSION})
 
-    def run_id(self):
+    def run_id(self) -> str | None:
         return str(self.read_record().get("run_id", ""))
 
-    def data_record(self):
+    def data_record(self) -> dict[str, Any]:
         """The resolved data section: image shape, class names, split; refused for pre-export records."""
         record = self.read_record()
         if "data" not in record:
             raise UsageError(f"{self.config_path} predates exports (no data section); rerun the training")
-        return record["data"]
+        data: dict[str, Any] = record["data"]
+        return data
 
     # ------------------------------------------------------------------ history
 
-    def read_history(self):
+    def read_history(self) -> list[dict[str, Any]]:
         return [_typed_history_row(r) for r in read_csv(self.history_path)]
 
-    def write_history(self, rows):
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
         atomic_write(self.history_path, csv_text(rows, HISTORY_COLUMNS))
 
     # ------------------------------------------------------------- normalization
 
-    def save_normalizer(self, normalizer):
+    def save_normalizer(self, normalizer: Normalizer) -> None:
         normalizer.save(self.path)
 
-    def load_normalizer(self):
+    def load_normalizer(self) -> Normalizer:
         try:
-            return Normalizer.load(self.path)
+            normalizer: Normalizer = Normalizer.load(self.path)
+            return normalizer
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise RunDamaged(
                 f"cannot read {self.file('normalization.json')} ({err}); rerun the training with --overwrite"
@@ -189,11 +218,11 @@ class RunDir:
 
     # --------------------------------------------------------------- checkpoints
 
-    def list_checkpoints(self):
+    def list_checkpoints(self) -> list[str]:
         found = glob.glob(os.path.join(self.checkpoints_dir, "ckpt-*.npz"))
         return sorted(p for p in found if CHECKPOINT_PATTERN.search(p) and os.path.isfile(p))
 
-    def save_checkpoint(self, groups, state, *, keep, best=False):
+    def save_checkpoint(self, groups: Groups, state: dict[str, Any], *, keep: int, best: bool = False) -> None:
         os.makedirs(self.checkpoints_dir, exist_ok=True)
         payload = checkpoints.encode(groups, state)
         name = f"ckpt-e{state['epoch']:04d}-b{state['batch']:06d}.npz"
@@ -203,7 +232,7 @@ class RunDir:
         for stale in self.list_checkpoints()[:-keep]:
             os.unlink(stale)
 
-    def restore_latest(self, groups):
+    def restore_latest(self, groups: Groups) -> dict[str, Any] | None:
         """Load the newest good checkpoint into `groups`; returns its state, or None when there is none.
 
         A damaged newest checkpoint gives one warning and the one before it is used; when every
@@ -221,7 +250,8 @@ class RunDir:
                 log.warning("warning: %s; resuming from %s instead", damaged[0], os.path.basename(path))
             for name, variables in groups.items():
                 checkpoints.assign(path, checkpoints.group(arrays, name), variables, name)
-            return state
+            restored: dict[str, Any] = state
+            return restored
         if damaged:
             raise RunDamaged(
                 f"no readable checkpoint in {self.checkpoints_dir} ({damaged[0]}); "
@@ -229,7 +259,7 @@ class RunDir:
             )
         return None
 
-    def load_weights(self, model, checkpoint=None):
+    def load_weights(self, model: keras.Model, checkpoint: str | None = None) -> keras.Model:
         """Final weights into `model`: model.keras's, or a checkpoint's (its EMA where the run kept one)."""
         if checkpoint is None:
             model.set_weights(self.load_model().get_weights())
@@ -248,7 +278,7 @@ class RunDir:
 
     # --------------------------------------------------------------------- model
 
-    def save_model(self, model):
+    def save_model(self, model: keras.Model) -> None:
         """model.save writes its zip in place; write beside and rename so a kill never leaves half."""
         tmp = self.file(f".tmp-{os.getpid()}-model.keras")
         try:
@@ -259,7 +289,7 @@ class RunDir:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def load_model(self):
+    def load_model(self) -> keras.Model:
         if not os.path.isfile(self.model_path):
             raise UsageError(
                 f"{self.path} has no model.keras (unfinished run?); finish it by rerunning its train "
@@ -275,7 +305,7 @@ class RunDir:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def create(self, record):
+    def create(self, record: dict[str, Any]) -> None:
         """Make the folder and write config.json once (a resumed run keeps its record)."""
         try:
             os.makedirs(self.path, exist_ok=True)
@@ -289,7 +319,7 @@ class RunDir:
         if not os.path.exists(self.config_path):
             self.write_record(record)
 
-    def discard(self):
+    def discard(self) -> None:
         """Remove this run's own folder (or a file in its place) for --overwrite; nothing outside it."""
         if not os.path.lexists(self.path):
             return
@@ -300,7 +330,7 @@ class RunDir:
         else:
             os.unlink(self.path)
 
-    def remove_stale_temp_files(self):
+    def remove_stale_temp_files(self) -> None:
         """Temp files of a writer that was killed before its rename (one process owns a run dir)."""
         for directory in (self.path, self.checkpoints_dir, self.saved_model_dir):
             if not os.path.isdir(directory):
@@ -316,7 +346,7 @@ class RunDir:
                     shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
 
     @contextlib.contextmanager
-    def lock(self, enabled=True):
+    def lock(self, enabled: bool = True) -> Iterator[None]:
         """Hold the run's one-writer lock (flock) for the block; a second process is refused with one
         line naming the holder. The kernel drops a dead holder's lock, so it is simply taken over."""
         if not enabled:
@@ -338,7 +368,7 @@ class RunDir:
                     os.rmdir(self.output_dir)
 
 
-def _acquire(path, run_path):
+def _acquire(path: str, run_path: str) -> int:
     directory = os.path.dirname(path) or "."
     try:
         os.makedirs(directory, exist_ok=True)
@@ -368,12 +398,12 @@ def _acquire(path, run_path):
     raise UsageError(f"could not lock {path}; retry")
 
 
-def append_run_row(output_dir, row, *, replace=False):
+def append_run_row(output_dir: str, row: dict[str, Any], *, replace: bool = False) -> None:
     """One row per run id in <output_dir>/runs.csv; replace=True updates it (an extended run)."""
     append_row(os.path.join(output_dir, "runs.csv"), row, RUNS_COLUMNS, unique="run_id", replace=replace)
 
 
-def _typed_history_row(row):
+def _typed_history_row(row: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in row.items():
         if value in ("", None):

@@ -58,6 +58,44 @@ def checkout(tmp_path_factory):
     return repo
 
 
+# What a command promises beyond exit 0, keyed by a piece of the command: (files it leaves, relative to
+# the checkout; text its standard output holds). The README's own comments say the same.
+PROMISES = {
+    "--preset mnist-mlp --data-dir": (
+        [
+            "runs/mlp-mnist/model.keras",
+            "runs/mlp-mnist/saved_model/1/saved_model.pb",
+            "runs/runs.csv",
+            "runs/mlp-mnist/lr.png",
+        ],
+        "epoch 1/1",
+    ),
+    "--model resnet20 --data-dir ../shared/data/cifar10 --epochs 1": (
+        ["runs/resnet20-cifar10/config.json", "runs/resnet20-cifar10/history.csv"],
+        "epoch 1/1",
+    ),
+    "--name mlp-100-100": (["runs/mlp-100-100/model.keras"], "epoch 1/1"),
+    "--list-presets": ([], "mnist-mlp-smoke"),
+    "--name longer --epochs 2": (["runs/longer/history.csv"], "epoch 1/1"),
+    "params.py --list": ([], "resnet20"),
+    "--input-shape 64x64x1": ([], "Model: mlp"),
+    "--shortcut identity": ([], "269,722"),
+    "prepare.py": (["prepared/cifar10"], ""),
+    "--run runs/resnet20-cifar10 --export-dir exports": (["exports/resnet20-cifar10/1/saved_model.pb"], ""),
+    "--top-k 3": ([], "0000.jpg"),
+    "--output ships.csv": (["ships.csv"], ""),
+    "--ensemble": (["exports/mlp-pair/1/saved_model.pb"], ""),
+    "--tuner random --max-trials 20": (["searches/mlp-mnist-random/trials.csv"], ""),
+    "diagnose.py --model mlp": (["diag/diagnostics.json"], "suggested lr"),
+    "--peaks": ([], "float32_matmul_gflops"),
+}
+
+
+def test_every_promise_names_a_readme_command():
+    for key in PROMISES:
+        assert any(key in command for _, command in COMMANDS), key
+
+
 @pytest.mark.parametrize("index", range(len(COMMANDS)), ids=[f"{i}:{c[1][:60]}" for i, c in enumerate(COMMANDS)])
 def test_readme_command(index, checkout):
     kind, command = COMMANDS[index]
@@ -73,3 +111,9 @@ def test_readme_command(index, checkout):
     )
     assert done.returncode == 0, f"{command}\n--- exit {done.returncode}\n{done.stdout[-1500:]}\n{done.stderr[-2500:]}"
     assert "Traceback" not in done.stderr, done.stderr[-2500:]
+    for key, (files, text) in PROMISES.items():
+        if key in command:
+            missing = [f for f in files if not (checkout / f).exists()]
+            assert not missing and text in done.stdout, (
+                f"{command}: missing {missing} or {text!r}\n{done.stdout[-1500:]}"
+            )

@@ -9,14 +9,16 @@
 import logging
 import os
 import shutil
+from typing import Any
 
 import keras_tuner
 
-from keras_cnn.config import apply_overrides, is_path_component
+from keras_cnn.config import TrainConfig, apply_overrides, is_path_component
 from keras_cnn.errors import UsageError
 from keras_cnn.run_dir import RunDir
 from tuning import hparams
 from tuning.runner import claim_folder, run_trial
+from tuning.spaces import Space
 from tuning.trials import columns_for, plot_search, read_trials
 
 log = logging.getLogger("keras_cnn")
@@ -112,7 +114,15 @@ def make_oracle(kind, space, max_trials, seed, max_epochs):
     return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs, **common)
 
 
-def run_search(base, space, search_dir, *, tuner="random", max_trials=20, overwrite=False):
+def run_search(
+    base: TrainConfig,
+    space: Space,
+    search_dir: str,
+    *,
+    tuner: str = "random",
+    max_trials: int = 20,
+    overwrite: bool = False,
+) -> list[dict[str, Any]]:
     """Search `space` around the TrainConfig `base` (its run.epochs per trial, its run.seed for the
     oracle and every trial) in `search_dir`; returns the trials.csv rows. Rerunning resumes.
 

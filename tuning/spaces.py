@@ -25,6 +25,8 @@ import importlib.util
 import math
 import os
 import tomllib
+from collections.abc import Callable
+from typing import Any
 
 import keras_tuner
 
@@ -38,7 +40,12 @@ FAMILIES = {"mlp": "mlp", "linear": "mlp", "cnn": "cnn", "alexnet": "cnn"}
 class Space:
     """A search space: `define(hp)` draws {config path: value}; `record` identifies it for resuming."""
 
-    def __init__(self, table=None, function=None, source=""):
+    def __init__(
+        self,
+        table: dict[str, Any] | None = None,
+        function: Callable[[Any], dict[str, Any]] | None = None,
+        source: str = "",
+    ) -> None:
         self.table, self.function, self.source = table, function, source
         self.conditional = function is not None  # a Python space may add hyperparameters on some branches
 
@@ -79,7 +86,7 @@ def builtin_space_name(model):
     return FAMILIES.get(model, "convnet")
 
 
-def load_space(name_or_path, model):
+def load_space(name_or_path: str, model: str | None) -> Space:
     """'default' -> the model family's built-in space; a built-in name; a TOML file; or a .py file with space(hp)."""
     if name_or_path.endswith(".py"):
         return load_python_space(name_or_path)

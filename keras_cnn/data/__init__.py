@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_cnn.config import DataConfig
 from keras_cnn.data.normalization import Normalizer
 from keras_cnn.data.sources import LoadedData, check_known_dataset, load_data
 from keras_cnn.data.split import default_val_size, stratified_folds, stratified_split
@@ -33,12 +34,12 @@ class PreparedData(LoadedData):
     """LoadedData after the split is carved, the images placed and normalization fitted (no test
     split: it stays unseen)."""
 
-    normalizer: Normalizer = None
+    normalizer: Normalizer | None = None
     val_size: int = 0  # as used, for config.json
-    input_shape: tuple = None  # what the model sees: the image shape, or the tutorial's crop of it
+    input_shape: tuple[int, ...] | None = None  # what the model sees: the image shape, or the tutorial's crop of it
 
 
-def prepare_data(cfg, *, verbose=0):
+def prepare_data(cfg: DataConfig, *, verbose: int = 0) -> "PreparedData":
     """Load cfg.dataset, carve the validation split, fit normalization on the training part."""
     loaded = load_data(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, on_corrupt=cfg.on_corrupt, verbose=verbose)
     check_known_dataset(cfg.dataset, loaded, cfg.image_size)

@@ -65,7 +65,7 @@ class LoadedData:
 KNOWN_CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3, "cifar100": 3}
 
 
-def infer_dataset_name(data_dir):
+def infer_dataset_name(data_dir: str) -> str:
     """A dataset name from its folder: ../shared/data/mnist -> mnist, data/cifar10/train -> cifar10,
     photos.npz -> photos (split folders and train.npz name their parent)."""
     path = os.path.normpath(os.path.abspath(data_dir))
@@ -92,7 +92,14 @@ def check_known_dataset(dataset, loaded, image_size):
         )
 
 
-def load_data(dataset, data_dir=None, *, image_size=None, on_corrupt="skip", verbose=0):
+def load_data(
+    dataset: str,
+    data_dir: str | None = None,
+    *,
+    image_size: tuple[int, ...] | None = None,
+    on_corrupt: str = "skip",
+    verbose: int = 0,
+) -> "LoadedData":
     """Find and load `dataset`: --data-dir, then $KERAS_CNN_DATA_DIR/<dataset>, then TFDS."""
     looked = []
     if data_dir:
@@ -141,7 +148,7 @@ def _load_path(dataset, path, *, image_size, on_corrupt, verbose=0):
 # ----------------------------------------------------------------------------- .npz
 
 
-def load_npz(path, dataset=None, *, image_size=None):
+def load_npz(path: str, dataset: str | None = None, *, image_size: tuple[int, ...] | None = None) -> "LoadedData":
     """Keras's layout: x_train, y_train (and optional x_test, y_test, class_names); image_size=(H, W) resizes."""
     with _open_npz(path) as archive:
         missing = [k for k in ("x_train", "y_train") if k not in archive.files]
@@ -164,10 +171,10 @@ def load_npz(path, dataset=None, *, image_size=None):
                     _member(t, x_key, sibling_test), _member(t, y_key, sibling_test), sibling_test, "test"
                 )
     if names is None:
-        names = KNOWN_CLASS_NAMES.get(dataset)
+        names = KNOWN_CLASS_NAMES.get(dataset or "")
         if names is None:
             top = int(train.labels.max()) + 1
-            names = [str(i) for i in range(KNOWN_NUM_CLASSES.get(dataset, top))]
+            names = [str(i) for i in range(KNOWN_NUM_CLASSES.get(dataset or "", top))]
     for split, which in ((train, "train"), (test, "test")):
         if split is not None:
             check_labels(split.labels, len(names), f"{path} ({which})")
@@ -253,7 +260,9 @@ def check_labels(labels, num_classes, where):
 SPLIT_NAMES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
 
 
-def load_image_folder(root, *, image_size=None, on_corrupt="skip", verbose=0):
+def load_image_folder(
+    root: str, *, image_size: tuple[int, ...] | None = None, on_corrupt: str = "skip", verbose: int = 0
+) -> "LoadedData":
     """`root/<split>/<class>/*.jpg|png` or `root/<class>/...`; classes in sorted order.
 
     Returns FileSplits (nothing decoded yet): every file's header is read to find unreadable files
@@ -333,7 +342,7 @@ def _readable(files, headers, on_corrupt, split_dir):
 # ------------------------------------------------------------------------------ TFDS
 
 
-def load_tfds(name, data_dir, *, image_size=None):
+def load_tfds(name: str, data_dir: str | None, *, image_size: tuple[int, ...] | None = None) -> "LoadedData":
     """A TFDS dataset by catalog name (data_dir = a TFDS data dir) or a prepared dataset dir."""
     import tensorflow_datasets as tfds
 

@@ -10,13 +10,15 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_cnn import interrupts, plots
-from keras_cnn.config import validate
+from keras_cnn.config import TrainConfig, validate
 from keras_cnn.data import prepare_data
 from keras_cnn.errors import UsageError
 from keras_cnn.kernels import enabled as fast_kernels_enabled
@@ -37,17 +39,17 @@ log = logging.getLogger("keras_cnn")
 class RunResult:
     run_dir: str
     status: str  # finished | diverged | stopped
-    history: list
+    history: list[dict[str, Any]]
     model: keras.Model
     final_val_accuracy: float | None  # the raw weights' last validation accuracy
     best_val_accuracy: float | None
     ema_val_accuracy: float | None  # the saved EMA weights' last validation accuracy (with --ema)
     seconds: float
     images_per_sec: float
-    class_names: list
+    class_names: list[str]
 
 
-def train(cfg, callbacks=(), verbose=1):
+def train(cfg: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int = 1) -> RunResult:
     """Run the job `cfg` describes; returns a RunResult. See keras_cnn.train for the callbacks."""
     cfg = smoke(cfg) if cfg.run.smoke else cfg  # seconds of the same work (CLIs: KERAS_CNN_SMOKE=1)
     validate(cfg)  # 1. every value checked by rule, before anything is written
