@@ -84,6 +84,7 @@ OPTIMIZERS: dict[str, OptimizerKind] = {
     ),
     "adagrad": OptimizerKind(lambda o, common: keras.optimizers.Adagrad(**common), "Adagrad"),
     "adadelta": OptimizerKind(lambda o, common: keras.optimizers.Adadelta(**common), "Adadelta"),
+    "nadam": OptimizerKind(lambda o, common: keras.optimizers.Nadam(**common), "Adam with Nesterov momentum"),
 }
 
 
