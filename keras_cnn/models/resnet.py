@@ -73,23 +73,49 @@ def _build(input_shape, num_classes, stem_filters, stages, model_name, shortcut,
     return keras.Model(inputs, opts.logits(x, num_classes), name=model_name)
 
 
+# Goyal et al. 2017, section 5.1: each block starts as the identity, which helps large-batch training.
+ZeroInitResidual = Annotated[bool, Spec("ResNet: start the last BatchNorm of every residual block at gamma 0")]
+
+
+def _zero_init_residual(model: keras.Model, enabled: bool) -> keras.Model:
+    """gamma = 0 in the BatchNorm ending each block's residual branch (torchvision's zero_init_residual)."""
+    for layer in model.layers if enabled else ():
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.name.endswith("_2_bn"):
+            layer.gamma.assign(keras.ops.zeros_like(layer.gamma))
+    return model
+
+
 def build_cifar_resnet(
-    input_shape: tuple[int, ...], num_classes: int, *, depth: int, shortcut: Shortcut = "projection", **shared: Any
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    depth: int,
+    shortcut: Shortcut = "projection",
+    zero_init_residual: ZeroInitResidual = False,
+    **shared: Any,
 ) -> keras.Model:
     n = CIFAR_DEPTHS[depth]
-    return _build(
+    model = _build(
         input_shape, num_classes, 16, [(16, n), (32, n), (64, n)], f"resnet{depth}", shortcut, _options(shared)
     )
+    return _zero_init_residual(model, zero_init_residual)
 
 
 def build_imagenet_layout_resnet(
-    input_shape: tuple[int, ...], num_classes: int, *, depth: int, shortcut: Shortcut = "projection", **shared: Any
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    depth: int,
+    shortcut: Shortcut = "projection",
+    zero_init_residual: ZeroInitResidual = False,
+    **shared: Any,
 ) -> keras.Model:
     stages = list(zip([64, 128, 256, 512], IMAGENET_LAYOUTS[depth]))
     large = min(input_shape[:2]) >= IMAGENET_STEM_FROM
-    return _build(
+    model = _build(
         input_shape, num_classes, 64, stages, f"resnet{depth}", shortcut, _options(shared), imagenet_stem=large
     )
+    return _zero_init_residual(model, zero_init_residual)
 
 
 for _depth in CIFAR_DEPTHS:
