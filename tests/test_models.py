@@ -266,3 +266,12 @@ def test_the_learning_rate_schedule_round_trips_through_keras_serialization():
     steps = tf.range(60, dtype=tf.float32)
     np.testing.assert_allclose(rebuilt(steps).numpy(), schedule(steps).numpy())
     assert rebuilt.cfg == schedule.cfg and float(schedule(tf.constant(45.0))) == pytest.approx(0.001)
+
+
+def test_zero_init_residual_starts_every_block_as_its_shortcut():
+    model = create_model("resnet20", CIFAR_SHAPE, 10, zero_init_residual=True)
+    probe = keras.Model(model.inputs, [model.get_layer("conv1_out").output, model.get_layer("conv2_block1_add").output])
+    block_input, added = probe(np.random.default_rng(0).normal(size=(2, *CIFAR_SHAPE)).astype("float32"))
+    np.testing.assert_allclose(added.numpy(), block_input.numpy(), atol=1e-6)  # the residual branch adds 0
+    plain = create_model("resnet20", CIFAR_SHAPE, 10)
+    assert np.all(plain.get_layer("conv2_block1_2_bn").gamma.numpy() == 1)
