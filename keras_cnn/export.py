@@ -22,6 +22,7 @@ import tensorflow as tf
 from keras_cnn.config import TrainConfig
 from keras_cnn.data.decode import decode_image
 from keras_cnn.data.pipeline import eval_inputs
+from keras_cnn.deploy.write import CALIBRATION_IMAGES
 from keras_cnn.errors import UsageError
 from keras_cnn.io import DIR_MODE, FILE_MODE, make_private_dir
 from keras_cnn.models import create_model
@@ -43,14 +44,18 @@ class ServingFunctions:
         self.images_spec = tf.TensorSpec([None, self.height, self.width, self.channels], tf.uint8, name="images")
         self.bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
-    def _predict(self, images):
+    def probabilities(self, images):
+        """[N, K] float32: the members' softmax outputs, averaged."""
         members = [
             tf.nn.softmax(
                 tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32), axis=-1
             )
             for model, normalizer, data_cfg in self.members
         ]
-        probabilities = members[0] if len(members) == 1 else tf.add_n(members) / float(len(members))
+        return members[0] if len(members) == 1 else tf.add_n(members) / float(len(members))
+
+    def _predict(self, images):
+        probabilities = self.probabilities(images)
         classes = tf.argmax(probabilities, axis=-1)
         return {
             "probabilities": probabilities,
@@ -98,10 +103,11 @@ def float32_copy(model, record):
     return copy
 
 
-def write_saved_model(model, record, normalizer, version_dir, *, members=None):
+def write_saved_model(model, record, normalizer, version_dir, *, members=None, deploy=None):
     """Write one version directory atomically: build it beside, then rename into place.
 
     members: [(model, record, normalizer)] of an ensemble, instead of the one model.
+    deploy: a deploy.write.DeployRequest: the other formats and export_report.json, written before the rename.
     """
     base = os.path.dirname(os.path.abspath(version_dir))
     os.makedirs(base, exist_ok=True)
@@ -126,6 +132,10 @@ def write_saved_model(model, record, normalizer, version_dir, *, members=None):
             json.dump(record, f, indent=2, sort_keys=True)
         for i, (member, _, _) in enumerate(serving):
             member.save(os.path.join(staging, "model.keras" if len(serving) == 1 else f"member-{i}.keras"))
+        if deploy is not None:
+            from keras_cnn.deploy.write import write_formats  # imports the converters only when asked
+
+            write_formats(staging, functions, [member for member, _, _ in serving], deploy)
         _readable_by_all(staging)
         os.chmod(staging, DIR_MODE)
         os.rename(staging, version_dir)  # fails if the version appeared meanwhile: never overwrite one
@@ -181,26 +191,44 @@ def next_version(base):
     return max(versions, default=0) + 1
 
 
-def export_run(run_dir: str, export_dir: str, *, checkpoint: str | None = None, name: str | None = None) -> str:
-    """Export a run's final model (or a checkpoint's weights) as <export_dir>/<name>/<next version>/.
+def export_run(
+    run_dir: str,
+    export_dir: str,
+    *,
+    checkpoint: str | None = None,
+    name: str | None = None,
+    formats: str = "savedmodel",
+    calibration_images: int = CALIBRATION_IMAGES,
+) -> str:
+    """Export a run's final model (or a checkpoint's weights) as <export_dir>/<name>/<next version>/:
+    the SavedModel, the other `formats` (comma-separated, see deploy/formats.py) and export_report.json.
 
     Holds the run's lock while it reads, so an export never sees a training run's half-written state.
     """
+    from keras_cnn.deploy.formats import parse
+    from keras_cnn.deploy.write import deploy_request
+
+    chosen = parse(formats)  # an unknown format or a missing converter, before any work
     run = RunDir(run_dir)
     record = run.read_record()
     run.data_record()
     with run.lock():
         normalizer = run.load_normalizer()
         model = run.load_model() if checkpoint is None else run.load_weights(build_from_record(record), checkpoint)
-        return _write_next_version(
-            os.path.join(export_dir, name or run.name),
-            lambda version: write_saved_model(model, record, normalizer, version),
-        )
+    deploy = deploy_request(record, chosen, calibration_images)
+    return _write_next_version(
+        os.path.join(export_dir, name or run.name),
+        lambda version: write_saved_model(model, record, normalizer, version, deploy=deploy),
+    )
 
 
-def export_ensemble(run_dirs, export_dir, name):
+def export_ensemble(run_dirs, export_dir, name, *, formats="savedmodel", calibration_images=CALIBRATION_IMAGES):
     """One SavedModel averaging several runs' probabilities (same classes and image shape), with the
-    same two signatures: <export_dir>/<name>/<next version>/."""
+    same two signatures (and the other `formats`, each averaging inside its graph): <export_dir>/<name>/<next version>/."""
+    from keras_cnn.deploy.formats import parse
+    from keras_cnn.deploy.write import deploy_request
+
+    chosen = parse(formats)
     members = []
     for path in run_dirs:
         run = RunDir(path)
@@ -218,8 +246,11 @@ def export_ensemble(run_dirs, export_dir, name):
                 f"{path} differs from {run_dirs[0]} in classes or image shape; an ensemble needs one dataset"
             )
     record = {**members[0][1], "ensemble": [os.path.abspath(p) for p in run_dirs]}
+    # The first member's validation split scores the ensemble (all members share the dataset).
+    deploy = deploy_request(record, chosen, calibration_images)
     return _write_next_version(
-        os.path.join(export_dir, name), lambda version: write_saved_model(None, record, None, version, members=members)
+        os.path.join(export_dir, name),
+        lambda version: write_saved_model(None, record, None, version, members=members, deploy=deploy),
     )
 
 

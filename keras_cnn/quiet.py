@@ -24,3 +24,29 @@ def quiet_tensorflow():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+class muted_stderr:
+    """Mute file descriptors 1 and 2 (C++ code writes there directly: LiteRT's converter and
+    interpreter print INFO lines that no logging level reaches). KERAS_CNN_VERBOSE=1 keeps them."""
+
+    def __enter__(self):
+        self.saved = []
+        if os.environ.get("KERAS_CNN_VERBOSE"):
+            return self
+        import sys
+
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            self.saved.append((fd, os.dup(fd)))
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        return self
+
+    def __exit__(self, *exc):
+        for fd, saved in self.saved:
+            os.dup2(saved, fd)
+            os.close(saved)
+        return False

@@ -27,6 +27,7 @@ LAYERS = [
     ("keras_cnn.data",),
     ("keras_cnn.run_dir",),
     ("keras_cnn.training",),
+    ("keras_cnn.deploy",),
     (
         "keras_cnn.diagnostics",
         "keras_cnn.export",

@@ -1,15 +1,29 @@
-"""Every model through every command: train a step, evaluate --run, export --run, predict the export.
+"""Every model through every command: train a step, evaluate --run, export --run (every format),
+predict the export, and run its LiteRT and ONNX files in a fresh process without TensorFlow.
 
 The default run takes one model per family; `-m slow` takes every registered model.
 """
 
 import csv
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_cnn.cli import evaluate, export, predict, train
+from keras_cnn.config import TrainConfig
+from keras_cnn.data import prepare_data
+from keras_cnn.deploy.formats import FORMATS
 from keras_cnn.models import list_models
+
+from conftest import ROOT, child_env
+
+# The deploy extra (LiteRT, tf2onnx, ONNX Runtime); .ci/run installs it, the README's test command may not.
+DEPLOY = all(__import__("importlib.util").util.find_spec(m) for m in ("ai_edge_litert", "tf2onnx", "onnxruntime"))
+FILE_FORMATS = [f for f in FORMATS.values() if f.name != "savedmodel"]
 
 ONE_PER_FAMILY = ["linear", "mlp", "cnn", "alexnet", "vgg11", "resnet20", "resnet18", "resnet9"]
 MNIST_MODELS = {"linear", "mlp", "cnn"}
@@ -37,9 +51,42 @@ def test_a_model_trains_evaluates_exports_and_predicts(name, mnist_small, cifar_
     assert evaluate.main(["--run", str(run), "--output-dir", str(out)]) == 0, capsys.readouterr().err
     report = json.load(open(out / "evaluation.json"))
     assert report["images"] > 0 and 0 <= report["accuracy"] <= 1
-    assert export.main(["--run", str(run), "--export-dir", str(tmp_path / "exports")]) == 0, capsys.readouterr().err
+    formats = ["--format", ",".join(f.name for f in FILE_FORMATS)] if DEPLOY else []
+    exported = ["--run", str(run), "--export-dir", str(tmp_path / "exports"), *formats]
+    assert export.main(exported) == 0, capsys.readouterr().err
+    if DEPLOY:
+        check_deployed_files(tmp_path / "exports" / run.name / "1", tmp_path)
     image = next(data.rglob("*.jpg")) if name not in MNIST_MODELS else None
     if image is not None:
         capsys.readouterr()
         assert predict.main(["--model", str(tmp_path / "exports" / run.name / "1"), str(image)]) == 0
         assert capsys.readouterr().out.startswith(str(image))
+
+
+def check_deployed_files(version, tmp_path):
+    """Each file, run without TensorFlow, answers what the SavedModel answers on the run's validation
+    images: float32 to 1e-4, float16 weights to 1e-2 (half precision), int8 by top-1 agreement."""
+    record = json.load(open(version / "config.json"))
+    images = prepare_data(TrainConfig.from_dict(record["config"]).data).validation.sample(64)
+    reference = tf.saved_model.load(str(version)).signatures["serving_default"](images=tf.constant(images))
+    reference = reference["probabilities"].numpy()
+    np.save(tmp_path / "images.npy", images)
+    files = [str(version / f.filename) for f in FILE_FORMATS]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "deployed_fresh_process.py"), str(tmp_path / "images.npy")]
+        + [str(tmp_path / "deployed.npz"), *files],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "imported: []" in done.stdout
+    answers = np.load(tmp_path / "deployed.npz")
+    np.testing.assert_allclose(answers["model.tflite"], reference, atol=1e-4)
+    np.testing.assert_allclose(answers["model.onnx"], reference, atol=1e-4)
+    np.testing.assert_allclose(answers["model_fp16.tflite"], reference, atol=1e-2)
+    agreement = (answers["model_int8.tflite"].argmax(1) == reference.argmax(1)).mean()
+    assert agreement >= 0.8, agreement
+    report = json.load(open(version / "export_report.json"))
+    assert set(report["formats"]) == set(FORMATS)

@@ -88,6 +88,17 @@ PROMISES = {
     "--tuner random --max-trials 20": (["searches/mlp-mnist-random/trials.csv"], ""),
     "diagnose.py --model mlp": (["diag/diagnostics.json"], "suggested lr"),
     "--peaks": ([], "float32_matmul_gflops"),
+    "--format tflite,tflite-fp16,tflite-int8,onnx": (
+        [f"exports/resnet20-cifar10/3/{f}" for f in ("model.tflite", "model_fp16.tflite", "model_int8.tflite")]
+        + ["exports/resnet20-cifar10/3/model.onnx", "exports/resnet20-cifar10/3/export_report.json"],
+        "| tflite-int8 |",
+    ),
+    "--model exports/resnet20-cifar10/3/model_int8.tflite": (
+        ["exports/resnet20-cifar10/3/eval-validation-model_int8_tflite/evaluation.json"],
+        "accuracy",
+    ),
+    "--model exports/resnet20-cifar10/3/model.onnx": ([], "0000.jpg: "),
+    "--mode serve": ([], "| onnx |"),
 }
 
 

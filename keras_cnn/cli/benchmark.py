@@ -16,6 +16,10 @@ batch from memory), reported per epoch after the first; `--compare-keras` also t
 `keras.utils.image_dataset_from_directory` on the same folder. `--pipeline --image-size 224`
 streams from the files (or prepared shards) at that resolution; with `--vs-torch PYTHON`
 interleaved with ../shared/bench/torch_pipeline_reference.py (`--eval`: the evaluation transform).
+
+`--mode serve --model EXPORT_DIR`: an export folder's formats (SavedModel, LiteRT, ONNX) measured
+again on this machine, as in its export_report.json: validation accuracy, top-1 agreement with the
+SavedModel, size, batch-1 latency and batch-64 throughput, printed as a table.
 """
 
 import json
@@ -53,8 +57,9 @@ def build_parser():
     parser.add_argument(
         "--mode",
         default="train",
-        choices=("train", "eval"),
-        help="train: the training step; eval: the Trainer's evaluation step (inference)",
+        choices=("train", "eval", "serve"),
+        help="train: the training step; eval: the Trainer's evaluation step (inference); "
+        "serve: an export folder's files (--model EXPORT_DIR)",
     )
     parser.add_argument("--vs-torch", metavar="PYTHON", help="interpreter with torch 2.13 for the reference")
     parser.add_argument("--torch-reference", default=None, help="path to torch_reference.py (default ../shared/bench/)")
@@ -92,6 +97,8 @@ def main(argv=None):
         )
     if args.batch_size < 1 or args.epochs < 1 or args.steps < 1 or args.repeats < 1:
         raise UsageError("--batch-size, --epochs, --steps and --repeats must be at least 1")
+    if args.mode == "serve":
+        return benchmark_serve(args.model)
     if args.peaks:
         print(json.dumps(measure_peaks(repeats=cap(5, 1), matmul_size=cap(4096, 1024))), flush=True)
     if args.pipeline:
@@ -113,6 +120,44 @@ def main(argv=None):
             emit=lambda line: print(line, flush=True),
         )
     return 0
+
+
+def benchmark_serve(folders):
+    from keras_cnn.deploy.report import table
+
+    if not folders:
+        raise UsageError("--mode serve needs --model EXPORT_DIR (an export version folder written by export.py)")
+    for folder in folders:
+        scored = score_export(folder)
+        print(f"{folder} on {scored['machine']['cpu']}, {scored['machine']['threads']} threads:")
+        print(table(scored), flush=True)
+    return 0
+
+
+def score_export(folder):
+    """benchmark.py --mode serve: measure an export folder again, on this machine, as its report does."""
+    from keras_cnn.deploy.formats import FORMATS
+    from keras_cnn.deploy.write import REPORT, deploy_request, sample_images, score_folder
+    from keras_cnn.export import load_saved_model
+    from keras_cnn.run_dir import RunDir
+
+    load_saved_model(folder)  # not an export, or a damaged one: one line
+    record = RunDir(folder).read_record()
+    present = [
+        f for f in FORMATS.values() if f.name != "savedmodel" and os.path.isfile(os.path.join(folder, f.filename))
+    ]
+    previous = {}
+    if os.path.isfile(os.path.join(folder, REPORT)):
+        with open(os.path.join(folder, REPORT)) as f:
+            previous = {name: conversion_details(row) for name, row in json.load(f).get("formats", {}).items()}
+    request = deploy_request(record, [FORMATS["savedmodel"], *present], 0)
+    shape = tuple(record["data"]["image_shape"])
+    return score_folder(folder, request.formats, previous, request.validation, sample_images(request, shape))
+
+
+def conversion_details(row):
+    measured = {"file", "size_bytes", "validation_accuracy", "top1_agreement", "max_abs_probability_difference"}
+    return {k: v for k, v in row.items() if k not in measured and not k.startswith(("latency", "images_per_s"))}
 
 
 def benchmark_pipeline(args, emit):

@@ -3,8 +3,11 @@
     python scripts/evaluate.py --run runs/resnet20-cifar10                 # its validation split
     python scripts/evaluate.py --run runs/mlp-mnist --data-dir other/mnist --split all
     python scripts/evaluate.py --run runs/a --run runs/b --run runs/c --output-dir ensemble   # an ensemble
+    python scripts/evaluate.py --model exports/resnet20-cifar10/2/model_int8.tflite   # an exported file
 
-Several --run / --saved-model form an ensemble (CS231n): their probabilities are averaged.
+--model takes an export's SavedModel folder, .tflite or .onnx file (LiteRT / ONNX Runtime on the
+CPU), so every format gives the same metrics. Several --run / --saved-model / --model form an
+ensemble (CS231n): their probabilities are averaged.
 
 Writes evaluation.json (accuracy, top-5, log loss), per_class.csv (precision, recall, f1),
 confusion_matrix.csv and confusion_matrix.png into --output-dir (default <run>/eval-<split>).
@@ -37,6 +40,12 @@ def main(argv=None):
         "--saved-model", action="append", default=[], help="an exported SavedModel version directory; repeatable"
     )
     parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="an exported .tflite or .onnx file (or SavedModel folder) with its config.json beside it; repeatable",
+    )
+    parser.add_argument(
         "--split",
         default="validation",
         choices=SPLITS,
@@ -48,17 +57,12 @@ def main(argv=None):
     parser.add_argument("--output-dir")
     args = parser.parse_args(argv)
     at_least(args.batch_size, "--batch-size")
-    if not args.run and not args.saved_model:
-        raise UsageError("pass --run RUN_DIR or --saved-model VERSION_DIR (several make an ensemble)")
-    members = [_run_predictor(p) for p in args.run] + [_saved_model_predictor(p) for p in args.saved_model]
+    if not args.run and not args.saved_model and not args.model:
+        raise UsageError("pass --run RUN_DIR, --saved-model VERSION_DIR or --model FILE (several make an ensemble)")
+    members = _members(args)
     record = members[0][1]
-    for _, other in members[1:]:  # an ensemble's members must answer the same question
-        if (
-            other["data"]["class_names"] != record["data"]["class_names"]
-            or other["data"]["image_shape"] != record["data"]["image_shape"]
-        ):
-            raise UsageError("the ensemble's members differ in classes or image shape; combine models of one dataset")
-    default_out = (args.run + args.saved_model)[0] if len(members) == 1 else (args.output_dir or "ensemble-eval")
+    first = (args.run + args.saved_model + args.model)[0]
+    default_out = _default_folder(first) if len(members) == 1 else (args.output_dir or "ensemble-eval")
     split, class_names = _load_split(record, args)
     probabilities, labels = [], []
     for images, batch_labels in split.batches(args.batch_size):
@@ -69,7 +73,9 @@ def main(argv=None):
     summary.update(
         split=args.split, source=args.data_dir or record["config"]["data"].get("data_dir"), members=len(members)
     )
-    out_dir = args.output_dir or os.path.join(default_out, f"eval-{args.split}")
+    # One folder per evaluated file: model.tflite and model_int8.tflite of one export do not overwrite each other.
+    suffix = "-" + os.path.basename(first).replace(".", "_") if len(members) == 1 and os.path.isfile(first) else ""
+    out_dir = args.output_dir or os.path.join(default_out, f"eval-{args.split}{suffix}")
     try:
         write_evaluation(out_dir, summary, per_class, confusion, class_names)
     except OSError as err:
@@ -82,6 +88,17 @@ def main(argv=None):
     return 0
 
 
+def _members(args):
+    """(predict, record) of each model named; an ensemble's members must answer the same question."""
+    members = [_run_predictor(p) for p in args.run] + [_saved_model_predictor(p) for p in args.saved_model]
+    members += [_saved_model_predictor(p) if os.path.isdir(p) else _file_predictor(p) for p in args.model]
+    first = members[0][1]["data"]
+    for _, other in members[1:]:
+        if other["data"]["class_names"] != first["class_names"] or other["data"]["image_shape"] != first["image_shape"]:
+            raise UsageError("the ensemble's members differ in classes or image shape; combine models of one dataset")
+    return members
+
+
 def _run_predictor(path):
     record = RunDir(path).read_record()  # first: a folder that is not a run is told so
     return run_predictor(path), record
@@ -92,6 +109,19 @@ def _saved_model_predictor(path):
     record = RunDir(path).read_record()  # an export's version folder carries its run's record
     serve = loaded.signatures["serving_default"]
     return (lambda x: serve(images=tf.constant(x))["probabilities"].numpy()), record
+
+
+def _file_predictor(path):
+    from keras_cnn.deploy import runtime
+
+    model = runtime.load(path)
+    record = RunDir(os.path.dirname(os.path.abspath(path))).read_record()  # the export's config.json
+    return model.predict, record
+
+
+def _default_folder(path):
+    """Evaluation files go beside what was evaluated: a run or export folder, or a file's folder."""
+    return path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
 
 
 def _load_split(record, args):

@@ -3,10 +3,13 @@
     python scripts/predict.py --model exports/resnet20-cifar10/1 cat.jpg ship.png --top-k 3
     python scripts/predict.py --model exports/a/1 --model runs/b photos/ 'more/*.png' --output predictions.csv
 
-Images: files, folders (searched recursively for JPEG/PNG/GIF/BMP) and glob patterns. Several
---model (SavedModel version folders, or run folders, whose saved_model/1 is used) form an
-ensemble: their probabilities are averaged (CS231n's model ensembles). Uses only TensorFlow (the
-`serve_image_bytes` signature), as a serving client would. --output writes a CSV (path, then
+    python scripts/predict.py --model exports/resnet20-cifar10/2/model_int8.tflite cat.jpg
+
+Images: files, folders (searched recursively for JPEG/PNG/GIF/BMP) and glob patterns. --model is a
+SavedModel version folder (its `serve_image_bytes` signature, as a serving client would call it),
+a run folder (its saved_model/1), or an exported .tflite / .onnx file (decoded and resized as in
+training, then run by LiteRT / ONNX Runtime). Several --model form an ensemble: their
+probabilities are averaged (CS231n's model ensembles). --output writes a CSV (path, then
 class and probability for each of the top k) or JSON; without it, one line per image.
 """
 
@@ -35,7 +38,7 @@ def main(argv=None):
         "--model",
         action="append",
         required=True,
-        help="a SavedModel version folder or a run folder; repeat it for an ensemble",
+        help="a SavedModel version folder, a run folder, or a .tflite/.onnx file; repeat it for an ensemble",
     )
     parser.add_argument("images", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     parser.add_argument("--top-k", type=int, default=3)
@@ -59,14 +62,38 @@ def main(argv=None):
 
 
 def load_member(path):
-    """A SavedModel, or a run folder's own saved_model/1."""
+    """(predict(list of encoded images) -> probabilities, class names) of a SavedModel, a run
+    folder's own saved_model/1, or an exported .tflite/.onnx file."""
+    if os.path.isfile(path):
+        return _file_member(path)
     version = path
     if not os.path.isfile(os.path.join(path, "saved_model.pb")) and os.path.isdir(
         os.path.join(path, "saved_model", "1")
     ):
         version = os.path.join(path, "saved_model", "1")
     loaded = load_saved_model(version)
-    return loaded.signatures["serve_image_bytes"], [n.decode() for n in loaded.class_names[0].numpy()]
+    serve = loaded.signatures["serve_image_bytes"]
+    return (
+        lambda blobs: serve(image_bytes=tf.constant(blobs))["probabilities"].numpy(),
+        [n.decode() for n in loaded.class_names[0].numpy()],
+    )
+
+
+def _file_member(path):
+    """The file's runtime, fed the pixels training saw: decoded by data/decode.py, resized bilinearly."""
+    from keras_cnn.data.decode import decode_image
+    from keras_cnn.deploy import runtime
+    from keras_cnn.run_dir import RunDir
+
+    model = runtime.load(path)
+    record = RunDir(os.path.dirname(os.path.abspath(path))).read_record()  # the export's config.json
+    height, width, channels = record["data"]["image_shape"]
+
+    def predict(blobs):
+        images = np.stack([decode_image(tf.constant(b), channels, (height, width)).numpy() for b in blobs])
+        return model.predict(images)
+
+    return predict, list(record["data"]["class_names"])
 
 
 def check_same_classes(models, paths):
@@ -128,8 +155,7 @@ def predict_batch(models, paths, named):
 
 
 def _average(models, blobs):
-    batch = tf.constant(blobs)
-    return np.mean([serve(image_bytes=batch)["probabilities"].numpy() for serve, _ in models], axis=0)
+    return np.mean([predict(blobs) for predict, _ in models], axis=0)
 
 
 def write(rows, output, k):
