@@ -22,8 +22,10 @@ import tensorflow as tf
 from keras_cnn.config import TrainConfig
 from keras_cnn.data.decode import decode_image
 from keras_cnn.data.pipeline import eval_inputs
-from keras_cnn.deploy.write import CALIBRATION_IMAGES
+from keras_cnn.deploy.formats import parse
+from keras_cnn.deploy.write import CALIBRATION_IMAGES, STOPPED, deploy_request, write_formats
 from keras_cnn.errors import UsageError
+from keras_cnn.interrupts import raise_if_requested
 from keras_cnn.io import DIR_MODE, FILE_MODE, make_private_dir
 from keras_cnn.models import create_model
 from keras_cnn.run_dir import RunDir
@@ -133,7 +135,7 @@ def write_saved_model(model, record, normalizer, version_dir, *, members=None, d
         for i, (member, _, _) in enumerate(serving):
             member.save(os.path.join(staging, "model.keras" if len(serving) == 1 else f"member-{i}.keras"))
         if deploy is not None:
-            from keras_cnn.deploy.write import write_formats  # imports the converters only when asked
+            raise_if_requested(STOPPED)
 
             write_formats(staging, functions, [member for member, _, _ in serving], deploy)
         _readable_by_all(staging)
@@ -205,9 +207,6 @@ def export_run(
 
     Holds the run's lock while it reads, so an export never sees a training run's half-written state.
     """
-    from keras_cnn.deploy.formats import parse
-    from keras_cnn.deploy.write import deploy_request
-
     chosen = parse(formats)  # an unknown format or a missing converter, before any work
     run = RunDir(run_dir)
     record = run.read_record()
@@ -225,9 +224,6 @@ def export_run(
 def export_ensemble(run_dirs, export_dir, name, *, formats="savedmodel", calibration_images=CALIBRATION_IMAGES):
     """One SavedModel averaging several runs' probabilities (same classes and image shape), with the
     same two signatures (and the other `formats`, each averaging inside its graph): <export_dir>/<name>/<next version>/."""
-    from keras_cnn.deploy.formats import parse
-    from keras_cnn.deploy.write import deploy_request
-
     chosen = parse(formats)
     members = []
     for path in run_dirs:

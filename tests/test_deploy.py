@@ -195,3 +195,20 @@ def test_a_damaged_file_is_one_line_in_evaluate_predict_and_benchmark(
 def test_a_file_of_another_kind_is_refused(deployed, tmp_path, capsys):
     assert evaluate.main(["--model", str(deployed / "config.json")]) == 2
     assert "neither a .tflite nor an .onnx" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_the_conversions_leaves_no_version(trained_mlp, tmp_path, capsys, monkeypatch):
+    import signal
+
+    real = convert.convert
+
+    def convert_then_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while a converter runs, as a user's Ctrl-C would
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(convert, "convert", convert_then_signal)
+    argv = ["--run", trained_mlp.run_dir, "--export-dir", str(tmp_path), "--format", "tflite,onnx"]
+    assert export_cli.main(argv) == 130
+    assert "no version was written" in capsys.readouterr().err
+    name = os.path.basename(trained_mlp.run_dir)
+    assert os.listdir(tmp_path / name) == []  # neither a version nor a staging folder

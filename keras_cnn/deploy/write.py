@@ -16,11 +16,13 @@ from keras_cnn.data import prepare_data
 from keras_cnn.deploy import convert, report, runtime
 from keras_cnn.deploy.formats import FORMATS, Format
 from keras_cnn.errors import UsageError
+from keras_cnn.interrupts import raise_if_requested
 from keras_cnn.io import write_json
 from keras_cnn.quiet import muted_stderr
 
 log = logging.getLogger("keras_cnn")
 REPORT = "export_report.json"
+STOPPED = "while exporting (no version was written)"
 CALIBRATION_IMAGES = 300  # int8 calibration sample: enough for stable activation ranges, seconds to run
 
 
@@ -41,6 +43,7 @@ def write_formats(staging, functions, serving_models, request: DeployRequest):
         convert.write_conversion_model(functions.probabilities, serving_models, image_shape, conversion_dir)
         try:
             for fmt in files:
+                raise_if_requested(STOPPED)  # Ctrl-C between conversions: the staging folder goes
                 log.info("converting to %s", fmt.name)
                 try:
                     details[fmt.name] = convert.convert(
@@ -54,6 +57,7 @@ def write_formats(staging, functions, serving_models, request: DeployRequest):
                     details[fmt.name]["calibration_seed"] = request.calibration_seed
         finally:
             convert.remove(conversion_dir)
+    raise_if_requested(STOPPED)
     scored = score_folder(staging, request.formats, details, request.validation, sample_images(request, image_shape))
     write_json(os.path.join(staging, REPORT), scored)
     return scored
