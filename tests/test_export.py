@@ -77,7 +77,9 @@ def test_fresh_process_without_keras_cnn_predicts_like_keras(trained_cifar, cifa
 def test_export_cli_writes_numbered_versions_atomically(trained_mlp, tmp_path, capsys):
     for expected in ("1", "2"):
         assert export_cli.main(["--run", trained_mlp.run_dir, "--export-dir", str(tmp_path)]) == 0
-        assert capsys.readouterr().out.strip().endswith(os.path.join("mlp-mnist", expected))
+        first_line, *report = capsys.readouterr().out.strip().splitlines()
+        assert first_line.endswith(os.path.join("mlp-mnist", expected))
+        assert report[-1].startswith("| savedmodel |")  # the report's one row, for the one format
     assert sorted(os.listdir(tmp_path / "mlp-mnist")) == ["1", "2"]  # no staging leftovers
     loaded = tf.saved_model.load(str(tmp_path / "mlp-mnist" / "2"))
     spec = loaded.signatures["serving_default"].structured_input_signature[1]["images"]
