@@ -19,6 +19,8 @@ import keras  # noqa: E402
 from keras_cnn import models  # noqa: E402  (registers the model families, custom layers and kernels)
 from keras_cnn.config import TrainConfig  # noqa: E402
 from keras_cnn.export import ExportOnFinish  # noqa: E402
+from keras_cnn.tracking import check_installed  # noqa: E402
+from keras_cnn.tracking.tracker import MlflowTracker  # noqa: E402
 from keras_cnn.training import optim  # noqa: E402,F401  (registers the learning-rate schedule)
 from keras_cnn.training.layer_stats import LayerStats  # noqa: E402
 from keras_cnn.training.run import RunResult  # noqa: E402
@@ -37,11 +39,15 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
     verbose: 0 silent, 1 progress and one line per epoch, 2 more often.
 
     Besides the caller's callbacks, a run gets per-layer statistics (config.run.layer_stats) and,
-    last, the export of <run>/saved_model/1 when it finishes (config.run.export).
+    the export of <run>/saved_model/1 when it finishes (config.run.export) and, last, the upload
+    to an experiment tracker (config.run.track; keras_cnn.tracking).
     """
+    check_installed(config.run.track)  # one line naming the extra, before anything runs
     extra = []
     if config.run.layer_stats:
         extra.append(LayerStats())
     if config.run.export:
         extra.append(ExportOnFinish())
+    if config.run.track == "mlflow":
+        extra.append(MlflowTracker())
     return _train(config, callbacks=[*callbacks, *extra], verbose=verbose)

@@ -110,6 +110,10 @@ class RunConfig:
     layer_stats: bool = False  # per-layer sparsity, dead units, norms, update ratios each epoch
     init_from: str | None = None  # warm start: another run dir (its final weights) or a checkpoint .npz
     smoke: bool = False  # seconds of the same work (presets.smoke); CLIs set it under KERAS_CNN_SMOKE=1
+    track: str = "none"  # none | mlflow: log the run to an experiment tracker (keras_cnn.tracking)
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite <output_dir>/mlflow.db
+    experiment: str | None = None  # the MLflow experiment; None: keras_cnn-<dataset>
+    register: str | None = None  # register the exported model under this name in the model registry
 
 
 Section = DataConfig | ModelConfig | OptimizerConfig | ScheduleConfig | EMAConfig | RunConfig
@@ -260,6 +264,7 @@ NORMALIZATIONS = ("none", "center", "standardize", "pca_whiten", "per_image")
 CACHE_MODES = ("auto", "memory", "disk", "none")
 AUGMENTATIONS = ("standard", "random_resized_crop", "tf_tutorial")
 ON_CORRUPT = ("skip", "error")
+TRACKERS = ("none", "mlflow")
 
 # One rule per field (kinds in keras_cnn.rules); every field not listed still gets its type checked
 # and, for numbers, finiteness. The optimizer and schedule fields carry their rules beside them
@@ -299,6 +304,10 @@ RULES: dict[str, rules.Rule] = {
     "run.checkpoint_every_steps": "count?",
     "run.keep_checkpoints": "count",
     "run.init_from": "nonempty?",
+    "run.track": TRACKERS,
+    "run.tracking_uri": "nonempty?",
+    "run.experiment": "nonempty?",
+    "run.register": "nonempty?",
 }
 # Hard ceilings, so no value can make a run loop or write without bound.
 LIMITS = {
@@ -355,6 +364,8 @@ def _check_combinations(cfg: TrainConfig) -> None:
         )
     if data.augmentation == "tf_tutorial" and not data.crop_size:
         raise UsageError("data.augmentation=tf_tutorial needs data.crop_size (the tutorial crops 24x24)")
+    if cfg.run.register and (cfg.run.track != "mlflow" or not cfg.run.export):
+        raise UsageError("--register needs --track mlflow and the run's export (run.export=true)")
     if list(cfg.schedule.boundaries) != sorted(cfg.schedule.boundaries):
         raise UsageError(f"schedule.boundaries must be in increasing order, got {list(cfg.schedule.boundaries)}")
 
@@ -362,7 +373,15 @@ def _check_combinations(cfg: TrainConfig) -> None:
 # ------------------------------------------------------------------- comparing configs
 
 # Fields that do not change what a run computes, so a run resumes across them.
-NOT_IDENTITY = {"run.overwrite", "run.output_dir"}
+NOT_IDENTITY = {
+    "run.overwrite",
+    "run.output_dir",
+    # Where a run is tracked is not what it computes: a run resumes (and is synced) across them.
+    "run.track",
+    "run.tracking_uri",
+    "run.experiment",
+    "run.register",
+}
 
 
 def config_differences(old: dict[str, Any], new: TrainConfig) -> list[str]:

@@ -1,6 +1,7 @@
 """What this machine can do fast: CPU vector extensions and GPU compute capabilities."""
 
 import functools
+import platform
 
 
 @functools.cache
@@ -13,6 +14,19 @@ def cpu_flags():
     except OSError:
         pass
     return frozenset()
+
+
+@functools.cache
+def cpu_model():
+    """lscpu's model name (/proc/cpuinfo), for every speed figure and run record."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def cpu_supports_bf16():

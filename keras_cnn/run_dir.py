@@ -8,6 +8,7 @@
         model.keras          the final model
         saved_model/1/       the SavedModel TensorFlow Serving loads
         tensorboard/         train/ and validation/ scalars
+        tracking.json        with --track mlflow: the MLflow run per tracking URI (keras_cnn.tracking.state)
     <output_dir>/runs.csv    one row per run (RUNS_COLUMNS)
 
 Training, export, evaluation and the tuner read and write runs only through RunDir, so a

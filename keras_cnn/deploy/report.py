@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from keras_cnn.deploy import runtime
+from keras_cnn.hardware import cpu_model
 
 LATENCY_CALLS, THROUGHPUT_CALLS, THROUGHPUT_BATCH = 30, 5, 64
 
@@ -72,17 +73,6 @@ def timing(predict, image):
         "latency_ms_batch1": round(float(np.median(latencies)) * 1e3, 3),
         f"images_per_s_batch{THROUGHPUT_BATCH}": round(float(np.median(rates)), 1),
     }
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def table(report) -> str:

@@ -9,7 +9,10 @@ The loop calls the Keras hooks with Keras's names, so Keras's own callbacks work
   learning_rate, images_per_sec, seconds; on_train_end's logs carry `status`;
 - setting `self.model.stop_training = True` ends the run after the current call.
 
-A `RunCallback` also sees the run (config, run directory, data, built model) through set_run.
+A `RunCallback` also sees the run (config, run directory, data, built model) through set_run, and
+two hooks Keras has not: on_run_end(status) once the run's files are on disk (history.csv, plots,
+model, its runs.csv row), and on_run_interrupted(status) when a signal or an error ends the run
+before that ("interrupted" or "failed"; the exception then propagates).
 """
 
 import os
@@ -34,6 +37,12 @@ class RunCallback(keras.callbacks.Callback):
 
     def set_run(self, run):
         self.run = run
+
+    def on_run_end(self, status):
+        pass
+
+    def on_run_interrupted(self, status):
+        pass
 
 
 def check_callbacks(callbacks):

@@ -20,7 +20,7 @@ import tensorflow as tf
 from keras_cnn import interrupts, plots
 from keras_cnn.config import TrainConfig, validate
 from keras_cnn.data import prepare_data
-from keras_cnn.errors import UsageError
+from keras_cnn.errors import Interrupted, UsageError
 from keras_cnn.kernels import enabled as fast_kernels_enabled
 from keras_cnn.presets import smoke
 from keras_cnn.run_dir import RunDir, append_run_row
@@ -80,8 +80,14 @@ def train(cfg: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (), 
         elif start.epoch or start.batch:
             log.info("resuming %s at epoch %d, batch %d", run_dir.path, start.epoch + 1, start.batch)
         started = time.perf_counter()
-        outcome = fit(run, callback_list)  # 7. the epochs
-        return _finish(run, callback_list, outcome, time.perf_counter() - started, mode, verbose)  # 8.
+        try:
+            outcome = fit(run, callback_list)  # 7. the epochs
+            return _finish(run, callback_list, outcome, time.perf_counter() - started, mode, verbose)  # 8.
+        except BaseException as err:
+            status = "interrupted" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "failed"
+            for cb in _run_callbacks(callback_list):
+                cb.on_run_interrupted(status)
+            raise
 
 
 def steps_per_epoch(cfg, num_train, replicas):
@@ -174,9 +180,15 @@ def _finish(run, callbacks, outcome, seconds, mode, verbose):
             },
             replace=mode == resume.Mode.EXTEND,
         )
+    for cb in _run_callbacks(callbacks):
+        cb.on_run_end(outcome.status)
     if verbose:
         print(summary_line(result, cfg, os.path.join(cfg.run.output_dir, "runs.csv")), flush=True)
     return result
+
+
+def _run_callbacks(callback_list):
+    return [cb for cb in callback_list.callbacks if isinstance(cb, RunCallback)]
 
 
 def _result(run, outcome, seconds):
