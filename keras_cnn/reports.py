@@ -128,23 +128,23 @@ def markdown(report, top=10):
     """The report as Markdown: leaderboard, each search's best trials, each sweep's arms."""
     lines = [f"# Results under `{report.root}`", "", f"## Leaderboard: best {top} runs by validation accuracy", ""]
     board = report.leaderboard(top)
-    lines += [_table(board) if not board.empty else "No finished runs.", ""]
+    lines += [table(board) if not board.empty else "No finished runs.", ""]
     for folder, best in report.best_trials().items():
         lines += [
             f"## Search `{folder}`: best trials",
             "",
-            _table(best.drop(columns=[c for c in ("run_dir", "error", "tuner_id") if c in best])),
+            table(best.drop(columns=[c for c in ("run_dir", "error", "tuner_id") if c in best])),
             "",
         ]
-    for folder, table in report.sweeps.items():
-        lines += [f"## Sweep `{folder}`", "", _table(table), ""]
+    for folder, sweep in report.sweeps.items():
+        lines += [f"## Sweep `{folder}`", "", table(sweep), ""]
     if report.skipped:
         lines += ["Skipped (not a keras_cnn table): " + ", ".join(f"`{p}`" for p in report.skipped), ""]
     lines += ["![validation curves of the top runs](report.png)", ""]
     return "\n".join(lines)
 
 
-def _table(frame):
+def table(frame):
     # A field a row does not have (a linear model's hidden sizes, a sweep without folds) is blank, not "nan".
     return frame.astype(object).where(frame.notna(), "").to_markdown(index=False, floatfmt=".4g")
 

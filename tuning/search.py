@@ -16,6 +16,7 @@ import keras_tuner
 from keras_cnn.config import TrainConfig, apply_overrides, is_path_component
 from keras_cnn.errors import UsageError
 from keras_cnn.run_dir import RunDir
+from keras_cnn.tracking.parent import ParentTracker
 from tuning import hparams
 from tuning.runner import claim_folder, run_trial
 from tuning.spaces import Space
@@ -35,9 +36,10 @@ class SearchFailed(Exception):
 class KerasCnnTuner(keras_tuner.Tuner):
     """Runs keras_cnn.train per trial and keeps trials.csv current; the oracle picks the values."""
 
-    def __init__(self, oracle, base_config, space, search_dir, **kwargs):
+    def __init__(self, oracle, base_config, space, search_dir, tracker=None, **kwargs):
         super().__init__(oracle=oracle, hypermodel=None, directory=search_dir, project_name="keras_tuner", **kwargs)
         self.base_config, self.space, self.search_dir = base_config, space, search_dir
+        self.tracker = tracker or ParentTracker(search_dir, "search", base_config)
         self.trials_path = os.path.join(search_dir, "trials.csv")
         self.columns = columns_for(space.paths())
 
@@ -60,6 +62,7 @@ class KerasCnnTuner(keras_tuner.Tuner):
             row = run_trial(cfg, self.trials_path, row, self.columns)
         except UsageError as err:
             hparams.write_session(RunDir(row["run_dir"]).tensorboard_dir, row["trial_id"], values, "failed", {})
+            self.tracker.failed_trial(row, str(err))
             raise keras_tuner.errors.FailedTrialError(str(err)) from None
         hparams.write_session(RunDir(row["run_dir"]).tensorboard_dir, row["trial_id"], values, row["status"], row)
         score = row["best_val_accuracy"]
@@ -77,7 +80,7 @@ class KerasCnnTuner(keras_tuner.Tuner):
             # rebuilt its state and re-drew this trial): the stale attempt is replaced.
             "run.overwrite=true",
         ]
-        return apply_overrides(self.base_config, assignments)
+        return self.tracker.child_config(apply_overrides(self.base_config, assignments))
 
     # KerasTuner would otherwise save Keras models per trial: the run dirs already hold them.
     def save_model(self, trial_id, model, step=0):
@@ -132,14 +135,16 @@ def run_search(
         raise UsageError(f"unknown tuner {tuner!r}; choose one of: {', '.join(TUNERS)}")
     if not space.sets("model.name") and not base.model.name:
         raise UsageError("no model: pass --model, or set model.name in the space")
-    _claim_search_dir(
-        search_dir, {"base": base.to_dict(), "space": space.record, "tuner": tuner, "max_trials": max_trials}, overwrite
-    )
+    untracked = base.replace(run={"track": "none", "tracking_uri": None, "experiment": None, "register": None})
+    record = {"base": untracked.to_dict(), "space": space.record, "tuner": tuner, "max_trials": max_trials}
+    _claim_search_dir(search_dir, record, overwrite)  # where a search is tracked is not what it is
     hparams.write_experiment(search_dir, space.declared(), ["best_val_accuracy", "best_val_loss"])
+    tracker = ParentTracker(search_dir, "search", base)
+    tracker.start()
 
     def make_tuner():
         oracle = make_oracle(tuner, space, max_trials, base.run.seed, base.run.epochs)
-        return KerasCnnTuner(oracle, base, space, search_dir, overwrite=False)
+        return KerasCnnTuner(oracle, base, space, search_dir, tracker=tracker, overwrite=False)
 
     try:
         search = make_tuner()
@@ -155,9 +160,14 @@ def run_search(
     except RuntimeError as err:  # KerasTuner gives up after 3 consecutive failed trials
         if "consecutive" not in str(err):
             raise
+    except KeyboardInterrupt:
+        tracker.end("interrupted")
+        raise
     rows = read_trials(os.path.join(search_dir, "trials.csv"))
     plot_search(rows, space.declared(), os.path.join(search_dir, "search.png"))
-    if rows and all(r["status"] == "failed" for r in rows):
+    failed = bool(rows) and all(r["status"] == "failed" for r in rows)
+    tracker.end("failed" if failed else "finished")
+    if failed:
         raise SearchFailed(f"every trial failed; the first: {rows[0].get('error') or 'see trials.csv'}")
     return rows
 

@@ -30,7 +30,14 @@ import numpy as np
 from tensorboard.plugins.hparams import api as hp_api
 
 from keras_cnn import smoke
-from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, folder_name
+from keras_cnn.cli.common import (
+    ArgumentParser,
+    add_tracking_args,
+    at_least,
+    cli_entry,
+    folder_name,
+    tracking_assignments,
+)
 from keras_cnn.config import TrainConfig, apply_overrides, validate
 from keras_cnn.data import prepare_data
 from keras_cnn.errors import UsageError
@@ -38,6 +45,8 @@ from keras_cnn.evaluation import ensemble_probabilities
 from keras_cnn.io import atomic_write, csv_text
 from keras_cnn.run_dir import RunDir
 from keras_cnn.smoke import cap
+from keras_cnn.tracking import check_installed
+from keras_cnn.tracking.parent import ParentTracker
 from tuning import hparams
 from tuning.runner import claim_folder, run_trial
 from tuning.trials import columns_for, read_trials
@@ -77,6 +86,7 @@ def build_parser():
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="applied to every arm"
     )
+    add_tracking_args(parser, register=False)
     return parser
 
 
@@ -92,9 +102,16 @@ def main(argv=None):
     for arm, fields in arms.items():  # validate every arm before training any
         configs[arm] = validate(
             apply_overrides(
-                TrainConfig(), assignments(base) + assignments(fields) + extra + smoke.assignments() + list(args.set)
+                TrainConfig(),
+                assignments(base)
+                + assignments(fields)
+                + extra
+                + smoke.assignments()
+                + list(args.set)
+                + tracking_assignments(args),
             )
         )
+    check_installed(next(iter(configs.values())).run.track)
     claim(
         sweep_dir, {"base": base, "arms": arms, "set": args.set, "data_dir": extra, "folds": args.folds}, args.overwrite
     )
@@ -103,22 +120,30 @@ def main(argv=None):
     hparams.write_experiment(
         sweep_dir, None, ["best_val_accuracy", "best_val_loss"], extra=sweep_parameters(arms, changed)
     )
-    for arm, cfg in configs.items():
-        for seed in range(cap(args.seeds, 2)):
-            for fold in range(cap(args.folds, 2)) if args.folds else [None]:  # smoke: the first 2 of the folds
-                run_arm(
-                    sweep_dir,
-                    trials_path,
-                    columns,
-                    arm,
-                    cfg,
-                    seed,
-                    fold,
-                    args.folds,
-                    {k: arms[arm].get(k, "") for k in changed},
-                )
+    tracker = ParentTracker(sweep_dir, "sweep", next(iter(configs.values())))
+    tracker.start()
+    try:
+        for arm, cfg in configs.items():
+            for seed in range(cap(args.seeds, 2)):
+                for fold in range(cap(args.folds, 2)) if args.folds else [None]:  # smoke: the first 2 of the folds
+                    run_arm(
+                        sweep_dir,
+                        trials_path,
+                        columns,
+                        arm,
+                        cfg,
+                        seed,
+                        fold,
+                        args.folds,
+                        {k: arms[arm].get(k, "") for k in changed},
+                        tracker,
+                    )
+    except KeyboardInterrupt:
+        tracker.end("interrupted")
+        raise
     summary = summarize(read_trials(trials_path), configs, changed, arms, args.folds)
     atomic_write(os.path.join(sweep_dir, "sweep.csv"), csv_text(summary, list(summary[0])))
+    tracker.end("finished")
     print_summary(name, summary, args, trials_path, sweep_dir)
     return 0
 
@@ -143,7 +168,7 @@ def sweep_parameters(arms, changed):
     return params
 
 
-def run_arm(sweep_dir, trials_path, columns, arm, cfg, seed, fold, folds, settings):
+def run_arm(sweep_dir, trials_path, columns, arm, cfg, seed, fold, folds, settings, tracker):
     trial_id = f"{arm}-seed{seed}" + (f"-fold{fold}" if fold is not None else "")
     done = {r["trial_id"]: r for r in read_trials(trials_path)}.get(trial_id)
     if done and done["status"] in ("finished", "diverged"):
@@ -156,7 +181,7 @@ def run_arm(sweep_dir, trials_path, columns, arm, cfg, seed, fold, folds, settin
     ]
     if fold is not None:
         overrides += [f"data.folds={folds}", f"data.fold={fold}"]
-    run_cfg = apply_overrides(cfg, overrides)
+    run_cfg = tracker.child_config(apply_overrides(cfg, overrides))
     row = {
         "trial_id": trial_id,
         "arm": arm,
@@ -167,10 +192,11 @@ def run_arm(sweep_dir, trials_path, columns, arm, cfg, seed, fold, folds, settin
     }
     try:
         row = run_trial(run_cfg, trials_path, row, columns)
-    except UsageError:
+    except UsageError as err:
         hparams.write_session(
             RunDir(row["run_dir"]).tensorboard_dir, trial_id, {"arm": arm, "seed": seed, **settings}, "failed", {}
         )
+        tracker.failed_trial(row, str(err))
         raise
     hparams.write_session(
         RunDir(row["run_dir"]).tensorboard_dir, trial_id, {"arm": arm, "seed": seed, **settings}, row["status"], row

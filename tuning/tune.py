@@ -19,12 +19,20 @@ import shlex
 import sys
 
 from keras_cnn import smoke
-from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, folder_name
+from keras_cnn.cli.common import (
+    ArgumentParser,
+    add_tracking_args,
+    at_least,
+    cli_entry,
+    folder_name,
+    tracking_assignments,
+)
 from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError, choose
 from keras_cnn.presets import preset
 from keras_cnn.smoke import cap
+from keras_cnn.tracking import check_installed
 from tuning import search, spaces
 from tuning.trials import read_trials
 
@@ -57,6 +65,7 @@ def build_parser():
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="fixed config for every trial"
     )
+    add_tracking_args(parser, register=False)
     return parser
 
 
@@ -89,7 +98,9 @@ def main(argv=None):
     fixed += [f"model.name={args.model}"] if args.model else []
     fixed += [f"data.data_dir={os.path.abspath(args.data_dir)}"] if args.data_dir else []
     fixed += smoke.assignments()
+    fixed += tracking_assignments(args)
     base = apply_overrides(preset(args.preset) if args.preset else TrainConfig(), fixed + list(args.set))
+    check_installed(base.run.track)
     for note in notes:
         print(f"refine: {note}")
     try:

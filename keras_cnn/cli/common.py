@@ -162,3 +162,24 @@ def model_assignments(args: argparse.Namespace) -> list[str]:
         key = options[name].spec.fed_by or f"model.{name}"
         out.append(f"{key}={','.join(map(str, value)) if isinstance(value, tuple) else value}")
     return out
+
+
+def add_tracking_args(parser, register=True):
+    """--track and where to: the run.track, run.tracking_uri, run.experiment (and run.register) fields."""
+    parser.add_argument(
+        "--track", choices=("none", "mlflow"), help="log the run to MLflow (pip install -e '.[mlflow]')"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="the MLflow server or store (default $MLFLOW_TRACKING_URI, else sqlite OUTPUT_DIR/mlflow.db)",
+    )
+    parser.add_argument("--experiment", metavar="NAME", help="the MLflow experiment (default keras_cnn-<dataset>)")
+    if register:
+        parser.add_argument("--register", metavar="NAME", help="register the exported model under NAME in MLflow")
+
+
+def tracking_assignments(args):
+    """--track, --tracking-uri, --experiment as config fields (where a run is tracked is not part of what it is)."""
+    fields = {"run.track": args.track, "run.tracking_uri": args.tracking_uri, "run.experiment": args.experiment}
+    return [f"{k}={v}" for k, v in fields.items() if v is not None]

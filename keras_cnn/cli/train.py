@@ -11,7 +11,7 @@ import keras
 
 import keras_cnn
 from keras_cnn import smoke
-from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_assignments
+from keras_cnn.cli.common import ArgumentParser, add_model_args, add_tracking_args, cli_entry, model_assignments
 from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError
@@ -40,6 +40,10 @@ FLAG_FIELDS = {
     "init_from": "run.init_from",
     "image_size": "data.image_size",
     "data_service": "data.service",
+    "track": "run.track",
+    "tracking_uri": "run.tracking_uri",
+    "experiment": "run.experiment",
+    "register": "run.register",
 }
 
 
@@ -87,6 +91,7 @@ def build_parser():
         metavar="ADDRESS",
         help="a tf.data service dispatcher (grpc://host:port) whose workers do the preprocessing",
     )
+    add_tracking_args(parser)
     parser.add_argument(
         "--early-stopping",
         type=int,
