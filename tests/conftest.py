@@ -33,6 +33,7 @@ LONGEST_FIRST = [
     "test_signals.py",
     "test_models.py",
     "test_processes.py",
+    "test_tracking.py",
     "test_faults.py",
     "test_every_model.py",
     "test_train.py",

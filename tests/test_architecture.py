@@ -36,6 +36,7 @@ LAYERS = [
         "keras_cnn.reports",
         "keras_cnn.visualize",
     ),
+    ("keras_cnn.tracking",),
     ("keras_cnn",),
     ("keras_cnn.cli",),
     ("tuning",),

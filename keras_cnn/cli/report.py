@@ -54,7 +54,7 @@ def main(argv=None):
 
 
 def _from_mlflow(args):
-    check_installed("mlflow")
+    check_installed("mlflow", "report.py --from-mlflow")
     from mlflow.exceptions import MlflowException
 
     from keras_cnn.tracking import leaderboard

@@ -27,7 +27,7 @@ def main(argv=None):
     sync_parser.add_argument("--experiment", metavar="NAME", help="the experiment for runs not tracked before")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    check_installed("mlflow")
+    check_installed("mlflow", "track.py sync")
     if not os.path.isdir(args.folder):
         raise UsageError(f"{args.folder} is not a folder; give a run, search or sweep folder")
     from mlflow.exceptions import MlflowException

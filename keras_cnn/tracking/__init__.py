@@ -36,10 +36,10 @@ def recently_failed(uri: str) -> bool:
     return uri in _failed_at and time.monotonic() - _failed_at[uri] < RETRY_AFTER_SECONDS
 
 
-def check_installed(tracker: str) -> None:
-    """One line naming the extra when `--track mlflow` is asked for without MLflow installed."""
+def check_installed(tracker: str, what: str = "--track mlflow") -> None:
+    """One line naming the extra when `what` (a flag or a command) needs MLflow and it is not installed."""
     if tracker == "mlflow" and importlib.util.find_spec("mlflow") is None:
-        raise UsageError(f"--track mlflow needs MLflow, which is not installed; install it with: {EXTRA}")
+        raise UsageError(f"{what} needs MLflow, which is not installed; install it with: {EXTRA}")
 
 
 def resolve_uri(tracking_uri: str | None, output_dir: str) -> str:
