@@ -88,6 +88,10 @@ PROMISES = {
     "--tuner random --max-trials 20": (["searches/mlp-mnist-random/trials.csv"], ""),
     "diagnose.py --model mlp": (["diag/diagnostics.json"], "suggested lr"),
     "--peaks": ([], "float32_matmul_gflops"),
+    "--track mlflow --register mnist-mlp": (["runs/mlflow.db", "runs/tracked/tracking.json"], "epoch 1/1"),
+    "track.py sync runs/tracked": ([], "0 new epoch(s), status finished"),
+    "--from-mlflow sqlite:///runs/mlflow.db": ([], "| tracked "),
+    "--name tracked-search --track mlflow": (["searches/mlflow.db", "searches/tracked-search/tracking.json"], ""),
     "--format tflite,tflite-fp16,tflite-int8,onnx": (
         [f"exports/resnet20-cifar10/3/{f}" for f in ("model.tflite", "model_fp16.tflite", "model_int8.tflite")]
         + ["exports/resnet20-cifar10/3/model.onnx", "exports/resnet20-cifar10/3/export_report.json"],
