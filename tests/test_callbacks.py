@@ -122,3 +122,54 @@ def test_early_stopping_flag_on_the_cli(mnist_small, tmp_path, capsys):
     assert train_cli.main(argv) == 0
     rows = list(csv.DictReader(open(tmp_path / "runs.csv")))
     assert rows[-1]["status"] == "stopped" and rows[-1]["epochs"] == "2"
+
+
+MONITORED = {  # epoch log name -> history.csv column, and which way is better
+    "loss": ("train_loss", min),
+    "accuracy": ("train_accuracy", max),
+    "val_loss": ("val_loss", min),
+    "val_accuracy": ("val_accuracy", max),
+    "val_top5_accuracy": ("val_top5_accuracy", max),
+    "ema_val_accuracy": ("ema_val_accuracy", max),
+}
+
+
+def test_early_stopping_and_model_checkpoint_infer_the_direction_of_every_logged_metric(mnist_small, tmp_path):
+    """mode="auto" works as with a compiled Keras model: each callback's best is the history's best."""
+    stops = {m: keras.callbacks.EarlyStopping(monitor=m, patience=10) for m in MONITORED}
+    saves = {
+        m: keras.callbacks.ModelCheckpoint(
+            str(tmp_path / f"best-{m}.weights.h5"), monitor=m, save_best_only=True, save_weights_only=True
+        )
+        for m in MONITORED
+    }
+    cfg = mnist_config(mnist_small, tmp_path / "runs", *QUICK, "ema.enabled=true", "optimizer.learning_rate=0.3")
+    result = keras_cnn.train(cfg, callbacks=[*stops.values(), *saves.values()], verbose=0)
+    assert result.status == "finished"
+    for monitor, (column, better) in MONITORED.items():
+        values = [float(r[column]) for r in result.history]
+        assert len(set(values)) > 1, (monitor, values)  # the direction matters on this run
+        assert float(stops[monitor].best) == pytest.approx(better(values), rel=1e-6), monitor
+        assert float(saves[monitor].best) == pytest.approx(better(values), rel=1e-6), monitor
+        assert (tmp_path / f"best-{monitor}.weights.h5").is_file()
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [keras.callbacks.EarlyStopping(monitor="val_acc"), keras.callbacks.ModelCheckpoint("x.keras", monitor="acc")],
+)
+def test_a_monitor_the_run_does_not_log_is_refused_before_training(callback, mnist_small, tmp_path):
+    with pytest.raises(UsageError, match="which a keras_cnn run does not log; monitor one of: loss, val_loss"):
+        keras_cnn.train(mnist_config(mnist_small, tmp_path, *QUICK), callbacks=[callback], verbose=0)
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("monitor", MONITORED)
+def test_reduce_lr_on_plateau_is_refused_whatever_it_monitors(monitor, mnist_small, tmp_path):
+    with pytest.raises(UsageError, match="ReduceLROnPlateau is not supported: the schedule owns the learning rate"):
+        keras_cnn.train(
+            mnist_config(mnist_small, tmp_path, *QUICK),
+            callbacks=[keras.callbacks.ReduceLROnPlateau(monitor=monitor)],
+            verbose=0,
+        )
+    assert not os.listdir(tmp_path)

@@ -45,15 +45,41 @@ class RunCallback(keras.callbacks.Callback):
         pass
 
 
+# The epoch log names a callback can monitor, and which way is better. Keras infers the direction
+# from the compiled metrics' `_direction`; a keras_cnn model is not compiled with metrics (the loop
+# computes them), so mode="auto" is resolved here, as a compiled model would resolve it.
+MONITOR_DIRECTIONS = {
+    "loss": "min",
+    "val_loss": "min",
+    "accuracy": "max",
+    "val_accuracy": "max",
+    "val_top5_accuracy": "max",
+    "ema_val_accuracy": "max",
+}
+
+
 def check_callbacks(callbacks):
-    """Keras callbacks are welcome, except those that set the learning rate or restore runs."""
+    """Keras callbacks are welcome, except those that set the learning rate or restore runs; those
+    that monitor a metric get its direction (mode="auto") and must name one the run logs."""
     for cb in callbacks:
         if not isinstance(cb, keras.callbacks.Callback):
             raise UsageError(f"callbacks must be keras.callbacks.Callback instances; got {type(cb).__name__}")
         for base in type(cb).__mro__:
             if base.__name__ in REFUSED and base.__module__.startswith("keras"):
                 raise UsageError(f"{type(cb).__name__} is not supported: {REFUSED[base.__name__]}")
+        if any(b.__name__ == "MonitorCallback" and b.__module__.startswith("keras") for b in type(cb).__mro__):
+            _set_direction(cb)  # EarlyStopping, ModelCheckpoint (Keras's base class is not public)
     return list(callbacks)
+
+
+def _set_direction(cb):
+    if cb.monitor not in MONITOR_DIRECTIONS:
+        raise UsageError(
+            f"{type(cb).__name__} monitors {cb.monitor!r}, which a keras_cnn run does not log; "
+            f"monitor one of: {', '.join(MONITOR_DIRECTIONS)}"
+        )
+    if cb.mode == "auto":
+        cb.mode = MONITOR_DIRECTIONS[cb.monitor]
 
 
 def epoch_logs(row):
