@@ -227,7 +227,8 @@ def apply_overrides(cfg: TrainConfig, assignments: Iterable[str]) -> TrainConfig
         if field not in hints or (section == "model" and field == "options"):
             fields = [f for f in hints if f != "options"]
             raise UsageError(f"--set {key}: unknown field; {section} has: {', '.join(fields)}")
-        cfg = cfg.replace(**{section: {field: rules.parse(hints[field], text.strip(), key)}})
+        value = rules.normalize(RULES.get(key), rules.parse(hints[field], text.strip(), key))
+        cfg = cfg.replace(**{section: {field: value}})
     return cfg
 
 

@@ -122,7 +122,7 @@ def parse(hint: Any, text: str, key: str = "value") -> Any:
         return parse(inner, text, key)
     if typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
-        separated = text.replace("x", ",") if item is int else text
+        separated = text.lower().replace("x", ",") if item is int else text
         return tuple(parse(item, p.strip(), key) for p in separated.split(",") if p.strip())
     if hint is bool:
         lowered = text.lower()
@@ -137,6 +137,13 @@ def parse(hint: Any, text: str, key: str = "value") -> Any:
         except ValueError:
             raise UsageError(f"--set {key}={text}: expected {'an integer' if hint is int else 'a number'}") from None
     return text
+
+
+def normalize(rule: Rule, value: Any) -> Any:
+    """A parsed value as its flag would have made it: one size for an HxW shape means a square."""
+    if isinstance(rule, str) and rule.rstrip("?") == "shape2" and isinstance(value, tuple) and len(value) == 1:
+        return value * 2
+    return value
 
 
 def from_json(value: Any) -> Any:

@@ -189,3 +189,28 @@ def test_a_schema_1_config_migrates_to_model_options():
     assert config_differences(v1, apply_overrides(same, ["model.dropout=0.2"])) == ["model.dropout"]
     with pytest.raises(UsageError, match="mixes schema 1"):
         TrainConfig.from_dict({"model": {"name": "mlp", "hidden": [1], "options": {}}})
+
+
+# What a flag with its own converter accepts, as typed; a new converter flag needs examples here.
+CONVERTED_FLAG_EXAMPLES = {"image_size": ["128", "96x128", "224X160", " 64 "]}
+
+
+def test_every_set_key_accepts_what_its_flag_accepts():
+    parser = train_cli.build_parser()
+    converted = {
+        a.dest
+        for a in parser._actions
+        if a.dest in train_cli.FLAG_FIELDS and callable(a.type) and a.type not in (str, int, float)
+    }
+    assert converted == set(CONVERTED_FLAG_EXAMPLES)
+    for flag, examples in CONVERTED_FLAG_EXAMPLES.items():
+        path = train_cli.FLAG_FIELDS[flag]
+        for text in examples:
+            args = parser.parse_args(["--model", "mlp", f"--{flag.replace('_', '-')}", text])
+            from_flag = validate(train_cli.config_from_args(args))
+            from_set = validate(apply_overrides(TrainConfig(), ["model.name=mlp", f"{path}={text}"]))
+            assert from_flag == from_set, (flag, text)
+    square = apply_overrides(TrainConfig(), ["data.image_size=128"]).data.image_size
+    assert square == (128, 128)
+    with pytest.raises(UsageError, match="HxW with positive sizes"):
+        validate(apply_overrides(TrainConfig(), ["data.image_size=1x2x3"]))

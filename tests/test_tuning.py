@@ -187,12 +187,38 @@ def test_refine_cli_runs_the_next_stage(mnist_npz, tmp_path):
         (["--space", "nope"], "neither a file nor a built-in"),
         (["--max-trials", "0"], "at least 1"),
         (["--refine", "missing.csv"], "does not exist"),
+        # What every trial would train is checked before the search folder exists (not once per trial).
+        (["--set", "data.image_size=1x2x3"], "data.image_size must be HxW"),
+        (["--image-size", "0"], "data.image_size must be HxW"),
+        (["--set", "optimizer.momentum=1.5"], "optimizer.momentum"),
+        (["--set", "run.steps_per_call=0"], "run.steps_per_call"),
     ],
 )
 def test_bad_search_arguments_are_one_line_and_exit_2(extra, needle, mnist_npz, tmp_path, capsys):
     assert tune.main(tune_argv(mnist_npz, tmp_path, *extra)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
+    assert not list(tmp_path.iterdir())  # no search folder to refuse the corrected rerun
+
+
+def test_image_size_reaches_every_trial_and_the_reproduce_command(mnist_npz, tmp_path, capsys):
+    assert tune.main(tune_argv(mnist_npz, tmp_path, "--max-trials", "1", "--image-size", "14")) == 0
+    (trial,) = read_trials(tmp_path / "mlp-mnist-random" / "trials.csv")
+    with open(os.path.join(trial["run_dir"], "config.json")) as f:
+        assert json.load(f)["config"]["data"]["image_size"] == [14, 14]
+    assert "--image-size 14x14" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["train", "tune", "sweep", "diagnose"])
+def test_every_command_that_trains_takes_the_same_image_size_flag(command):
+    from keras_cnn.cli import diagnose
+    from keras_cnn.cli import train as train_cli
+
+    parser = {"train": train_cli, "tune": tune, "sweep": sweep, "diagnose": diagnose}[command].build_parser()
+    (action,) = [a for a in parser._actions if "--image-size" in a.option_strings]
+    assert action.type("128") == "128x128" and action.dest == "image_size"
+    if command == "diagnose":  # the config its checks build from
+        assert diagnose.diagnostic_config(parser.parse_args(["--image-size", "14"])).data.image_size == (14, 14)
 
 
 def test_bad_space_files_are_refused(tmp_path):

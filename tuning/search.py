@@ -13,7 +13,7 @@ from typing import Any
 
 import keras_tuner
 
-from keras_cnn.config import TrainConfig, apply_overrides, is_path_component
+from keras_cnn.config import TrainConfig, apply_overrides, is_path_component, validate
 from keras_cnn.errors import UsageError
 from keras_cnn.run_dir import RunDir
 from keras_cnn.tracking.parent import ParentTracker
@@ -117,6 +117,13 @@ def make_oracle(kind, space, max_trials, seed, max_epochs):
     return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs, **common)
 
 
+def check_first_trial(base: TrainConfig, space: Space) -> None:
+    """The config of a trial with every hyperparameter at its default, validated before the search
+    folder exists: a bad base or --set ends in one line here, not in every trial's failure."""
+    values = space.define(keras_tuner.HyperParameters())
+    validate(apply_overrides(base, [f"{path}={value}" for path, value in values.items()]))
+
+
 def run_search(
     base: TrainConfig,
     space: Space,
@@ -135,6 +142,7 @@ def run_search(
         raise UsageError(f"unknown tuner {tuner!r}; choose one of: {', '.join(TUNERS)}")
     if not space.sets("model.name") and not base.model.name:
         raise UsageError("no model: pass --model, or set model.name in the space")
+    check_first_trial(base, space)
     untracked = base.replace(run={"track": "none", "tracking_uri": None, "experiment": None, "register": None})
     record = {"base": untracked.to_dict(), "space": space.record, "tuner": tuner, "max_trials": max_trials}
     _claim_search_dir(search_dir, record, overwrite)  # where a search is tracked is not what it is

@@ -32,10 +32,12 @@ from tensorboard.plugins.hparams import api as hp_api
 from keras_cnn import smoke
 from keras_cnn.cli.common import (
     ArgumentParser,
+    add_image_size_arg,
     add_tracking_args,
     at_least,
     cli_entry,
     folder_name,
+    image_size_assignments,
     tracking_assignments,
 )
 from keras_cnn.config import TrainConfig, apply_overrides, validate
@@ -81,6 +83,7 @@ def build_parser():
     parser.add_argument(
         "--data-dir", help="data for every arm (else the lab's data.data_dir, $KERAS_CNN_DATA_DIR or TFDS)"
     )
+    add_image_size_arg(parser)
     parser.add_argument("--output-dir", default="searches")
     parser.add_argument("--overwrite", action="store_true", help="start the sweep over (another --set, say)")
     parser.add_argument(
@@ -98,6 +101,7 @@ def main(argv=None):
     name, base, arms = load_lab(args.lab)
     sweep_dir = os.path.join(args.output_dir, name)
     extra = [f"data.data_dir={os.path.abspath(args.data_dir)}"] if args.data_dir else []
+    extra += image_size_assignments(args)
     configs = {}
     for arm, fields in arms.items():  # validate every arm before training any
         configs[arm] = validate(

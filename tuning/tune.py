@@ -21,10 +21,12 @@ import sys
 from keras_cnn import smoke
 from keras_cnn.cli.common import (
     ArgumentParser,
+    add_image_size_arg,
     add_tracking_args,
     at_least,
     cli_entry,
     folder_name,
+    image_size_assignments,
     tracking_assignments,
 )
 from keras_cnn.config import TrainConfig, apply_overrides
@@ -42,6 +44,7 @@ def build_parser():
     parser.add_argument("--model", help="the model every trial trains (not needed when the space sets model.name)")
     parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name)")
     parser.add_argument("--data-dir")
+    add_image_size_arg(parser)
     parser.add_argument("--preset", help="start every trial from this preset's config")
     parser.add_argument(
         "--space",
@@ -97,7 +100,7 @@ def main(argv=None):
     fixed = [f"data.dataset={args.dataset}", f"run.epochs={args.epochs_per_trial}", f"run.seed={args.seed}"]
     fixed += [f"model.name={args.model}"] if args.model else []
     fixed += [f"data.data_dir={os.path.abspath(args.data_dir)}"] if args.data_dir else []
-    fixed += smoke.assignments()
+    fixed += image_size_assignments(args) + smoke.assignments()
     fixed += tracking_assignments(args)
     base = apply_overrides(preset(args.preset) if args.preset else TrainConfig(), fixed + list(args.set))
     check_installed(base.run.track)
@@ -125,6 +128,8 @@ def _train_args(args):
     ]
     if args.data_dir:
         out += ["--data-dir", args.data_dir]
+    if args.image_size:
+        out += ["--image-size", args.image_size]
     if args.preset:
         out += ["--preset", args.preset]
     for s in args.set:

@@ -183,3 +183,20 @@ def tracking_assignments(args):
     """--track, --tracking-uri, --experiment as config fields (where a run is tracked is not part of what it is)."""
     fields = {"run.track": args.track, "run.tracking_uri": args.tracking_uri, "run.experiment": args.experiment}
     return [f"{k}={v}" for k, v in fields.items() if v is not None]
+
+
+def image_size(text):
+    """'224' -> '224x224'; 'HxW' as given (checked when the config is built)."""
+    text = text.strip().lower()
+    return f"{text}x{text}" if text.isdigit() else text
+
+
+def add_image_size_arg(parser):
+    """--image-size, the same flag on every command that reads images (train, tune, sweep, diagnose)."""
+    parser.add_argument(
+        "--image-size", type=image_size, metavar="SIZE", help="resize every image to SIZE (224) or HxW (224x160)"
+    )
+
+
+def image_size_assignments(args):
+    return [f"data.image_size={args.image_size}"] if getattr(args, "image_size", None) else []

@@ -22,7 +22,14 @@ from PIL import Image
 
 from keras_cnn import diagnostics as d
 from keras_cnn import visualize
-from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_assignments
+from keras_cnn.cli.common import (
+    ArgumentParser,
+    add_image_size_arg,
+    add_model_args,
+    cli_entry,
+    image_size_assignments,
+    model_assignments,
+)
 from keras_cnn.config import TrainConfig, apply_overrides, validate
 from keras_cnn.data import prepare_data
 from keras_cnn.data.pipeline import eval_inputs
@@ -42,6 +49,7 @@ def build_parser():
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name, else mnist)")
     parser.add_argument("--data-dir")
+    add_image_size_arg(parser)
     parser.add_argument("--output-dir", default="diagnostics")
     parser.add_argument(
         "--learning-rate",
@@ -121,6 +129,7 @@ def diagnostic_config(args):
     ]
     if args.data_dir:
         assignments.append(f"data.data_dir={args.data_dir}")
+    assignments += image_size_assignments(args)
     return validate(apply_overrides(TrainConfig(), assignments + model_assignments(args)))
 
 

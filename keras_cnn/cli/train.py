@@ -11,7 +11,14 @@ import keras
 
 import keras_cnn
 from keras_cnn import smoke
-from keras_cnn.cli.common import ArgumentParser, add_model_args, add_tracking_args, cli_entry, model_assignments
+from keras_cnn.cli.common import (
+    ArgumentParser,
+    add_image_size_arg,
+    add_model_args,
+    add_tracking_args,
+    cli_entry,
+    model_assignments,
+)
 from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError
@@ -83,9 +90,7 @@ def build_parser():
     parser.add_argument(
         "--overwrite", action="store_true", default=None, help="replace a run of the same name with another config"
     )
-    parser.add_argument(
-        "--image-size", type=image_size, metavar="SIZE", help="resize every image to SIZE (224) or HxW (224x160)"
-    )
+    add_image_size_arg(parser)
     parser.add_argument(
         "--data-service",
         metavar="ADDRESS",
@@ -105,12 +110,6 @@ def build_parser():
     )
     add_model_args(parser)
     return parser
-
-
-def image_size(text):
-    """'224' -> '224x224'; 'HxW' as given (checked when the config is built)."""
-    text = text.strip().lower()
-    return f"{text}x{text}" if text.isdigit() else text
 
 
 def config_from_args(args):
