@@ -440,10 +440,24 @@ def test_a_python_space_over_model_and_optimizer_names_needs_no_model_flag(mnist
     assert "--set model.name=" in capsys.readouterr().out
 
 
-def test_a_search_whose_every_trial_fails_exits_1_with_the_first_failure(mnist_small, tmp_path, capsys):
+def test_a_space_setting_an_option_its_model_lacks_exits_2_before_any_folder(mnist_small, tmp_path, capsys):
     space = tmp_path / "space.py"
     space.write_text(
-        'def space(hp):\n    return {"model.name": "mlp", "model.shortcut": hp.Choice("model.shortcut", ["identity"]),\n'
+        'def space(hp):\n    return {"model.name": "mlp", "model.shortcut": hp.Choice("model.shortcut", ["identity"])}\n'
+    )
+    argv = ["--space", str(space), "--data-dir", str(mnist_small), "--output-dir", str(tmp_path / "out"), *SMALL]
+    assert tune.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "has no option 'shortcut'" in err[-1], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_search_whose_every_trial_fails_exits_1_with_the_first_failure(mnist_small, tmp_path, capsys):
+    # a crop larger than the 28x28 images is only known once the data is read, so each trial fails
+    space = tmp_path / "space.py"
+    space.write_text(
+        'def space(hp):\n    return {"model.name": "mlp", "data.augmentation": "tf_tutorial",\n'
+        '            "data.crop_size": hp.Choice("data.crop_size", [40, 48]),\n'
         '            "optimizer.learning_rate": hp.Float("optimizer.learning_rate", 0.01, 0.1)}\n'
     )
     argv = [
@@ -461,7 +475,9 @@ def test_a_search_whose_every_trial_fails_exits_1_with_the_first_failure(mnist_s
     ]
     assert tune.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: every trial failed; the first:") and "has no option 'shortcut'" in err[-1], err
+    assert (
+        err[-1].startswith("error: every trial failed; the first:") and "must be smaller than the 28x28" in err[-1]
+    ), err
 
 
 def test_the_dataset_is_named_after_the_data_or_refused(mnist_small, tmp_path, capsys):
