@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import signal
 
 import keras
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 import keras_cnn
 from keras_cnn.cli import train as train_cli
+from keras_cnn.errors import Interrupted
 from keras_cnn.presets import preset
 
 from conftest import mnist_config
@@ -312,3 +315,28 @@ def test_init_from_warm_starts_and_refuses_another_architecture(trained_mlp, mni
     assert train_cli.main(argv[:3] + ["64"] + argv[4:] + ["--name", "other"]) == 2
     assert "do not fit this model" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "other")
+
+
+class _CtrlCAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_runs_csv_adds_up_seconds_and_rate_across_sessions(mnist_small, tmp_path):
+    """Interrupted, resumed, then extended: runs.csv's seconds cover all three sessions, its rate all epochs."""
+    cfg = mnist_config(mnist_small, tmp_path, "run.epochs=2", "run.name=sessions", "schedule.name=constant")
+    with pytest.raises(Interrupted):
+        keras_cnn.train(cfg, callbacks=[_CtrlCAfterFirstEpoch()], verbose=0)
+    first_epoch = float(next(csv.DictReader(open(tmp_path / "sessions" / "history.csv")))["seconds"])
+    resumed = keras_cnn.train(cfg, verbose=0)
+    (row,) = list(csv.DictReader(open(tmp_path / "runs.csv")))
+    assert float(row["seconds"]) == pytest.approx(first_epoch + resumed.seconds, abs=0.11)
+    extended = keras_cnn.train(cfg.replace(run={"epochs": 3}), verbose=0)
+    (again,) = list(csv.DictReader(open(tmp_path / "runs.csv")))
+    assert again["epochs"] == "3"
+    assert float(again["seconds"]) == pytest.approx(float(row["seconds"]) + extended.seconds, abs=0.11)
+    history = list(csv.DictReader(open(tmp_path / "sessions" / "history.csv")))
+    seconds = sum(float(r["seconds"]) for r in history)
+    images = sum(float(r["seconds"]) * float(r["images_per_sec"]) for r in history)
+    assert float(again["images_per_sec"]) == pytest.approx(images / seconds, abs=0.11)

@@ -21,6 +21,7 @@ from keras_cnn import interrupts, plots
 from keras_cnn.config import TrainConfig, validate
 from keras_cnn.data import prepare_data
 from keras_cnn.errors import Interrupted, UsageError
+from keras_cnn.io import read_csv
 from keras_cnn.kernels import enabled as fast_kernels_enabled
 from keras_cnn.presets import smoke
 from keras_cnn.run_dir import RunDir, append_run_row
@@ -174,8 +175,8 @@ def _finish(run, callbacks, outcome, seconds, mode, verbose):
                 "epochs": len(run.history),
                 "best_val_accuracy": _fmt(result.best_val_accuracy),
                 "final_val_accuracy": _fmt(result.final_val_accuracy),
-                "seconds": round(result.seconds, 1),
-                "images_per_sec": round(result.images_per_sec, 1),
+                "seconds": round(_earlier_seconds(run, mode) + result.seconds, 1),
+                "images_per_sec": round(_history_rate(run.history), 1),
                 "status": outcome.status,
             },
             replace=mode == resume.Mode.EXTEND,
@@ -185,6 +186,27 @@ def _finish(run, callbacks, outcome, seconds, mode, verbose):
     if verbose:
         print(summary_line(result, cfg, os.path.join(cfg.run.output_dir, "runs.csv")), flush=True)
     return result
+
+
+def _earlier_seconds(run, mode):
+    """Wall seconds of the run's earlier sessions, so runs.csv adds them up: an extended run's own
+    row; after a kill or Ctrl-C (no row yet), the epochs its checkpoint carried."""
+    if mode == resume.Mode.EXTEND:
+        rows = [
+            r
+            for r in read_csv(os.path.join(run.cfg.run.output_dir, "runs.csv"))
+            if r.get("run_id") == run.run_dir.run_id()
+        ]
+        if rows and rows[-1].get("seconds") not in (None, ""):
+            return float(rows[-1]["seconds"])
+    return sum(float(r.get("seconds") or 0) for r in run.start.history)
+
+
+def _history_rate(history):
+    """Training images per second over every epoch of every session (each row: its rate x its seconds)."""
+    seconds = sum(float(r.get("seconds") or 0) for r in history)
+    images = sum(float(r.get("images_per_sec") or 0) * float(r.get("seconds") or 0) for r in history)
+    return images / seconds if seconds else 0.0
 
 
 def _run_callbacks(callback_list):
