@@ -159,6 +159,7 @@ def plot_top_curves(report, path, top=5):
                 history["epoch"], history["val_accuracy"], marker="o", label=f"{row.run} ({row.best_val_accuracy:.4f})"
             )
     ax.set(xlabel="epoch", ylabel="validation accuracy", title=f"top {top} runs")
+    plots.epoch_axis(ax)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)

@@ -214,3 +214,36 @@ def test_every_set_key_accepts_what_its_flag_accepts():
     assert square == (128, 128)
     with pytest.raises(UsageError, match="HxW with positive sizes"):
         validate(apply_overrides(TrainConfig(), ["data.image_size=1x2x3"]))
+
+
+# ------------------------------------------------------------------------------ every command's --help
+
+COMMAND_MODULES = [
+    "keras_cnn.cli.train",
+    "keras_cnn.cli.params",
+    "keras_cnn.cli.benchmark",
+    "keras_cnn.cli.evaluate",
+    "keras_cnn.cli.export",
+    "keras_cnn.cli.predict",
+    "keras_cnn.cli.diagnose",
+    "keras_cnn.cli.report",
+    "keras_cnn.cli.prepare",
+    "keras_cnn.cli.track",
+    "tuning.tune",
+    "tuning.sweep",
+]
+
+
+@pytest.mark.parametrize("name", COMMAND_MODULES)
+def test_every_commands_help_describes_it_in_whole_sentences(name, capsys):
+    import importlib
+
+    module = importlib.import_module(name)
+    try:
+        status = module.main(["--help"])
+    except SystemExit as stop:
+        status = stop.code
+    assert status in (0, None)
+    text = " ".join(capsys.readouterr().out.split())
+    first_paragraph = " ".join(module.__doc__.strip().split("\n\n")[0].split())
+    assert first_paragraph in text, (first_paragraph, text[:600])

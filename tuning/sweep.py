@@ -36,6 +36,7 @@ from keras_cnn.cli.common import (
     add_tracking_args,
     at_least,
     cli_entry,
+    description_of,
     folder_name,
     image_size_assignments,
     tracking_assignments,
@@ -76,7 +77,7 @@ def assignments(table):
 
 
 def build_parser():
-    parser = ArgumentParser(prog="sweep.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="sweep.py", description=description_of(__doc__))
     parser.add_argument("lab", help="a lab TOML file")
     parser.add_argument("--seeds", type=int, default=3, help="repeats per arm (seeds 0..N-1)")
     parser.add_argument("--folds", type=int, help="k-fold cross-validation instead of one held-out split")

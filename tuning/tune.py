@@ -25,6 +25,7 @@ from keras_cnn.cli.common import (
     add_tracking_args,
     at_least,
     cli_entry,
+    description_of,
     folder_name,
     image_size_assignments,
     tracking_assignments,
@@ -40,7 +41,7 @@ from tuning.trials import read_trials
 
 
 def build_parser():
-    parser = ArgumentParser(prog="tune.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="tune.py", description=description_of(__doc__))
     parser.add_argument("--model", help="the model every trial trains (not needed when the space sets model.name)")
     parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name)")
     parser.add_argument("--data-dir")

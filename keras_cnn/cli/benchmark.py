@@ -32,7 +32,7 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry, description_of
 from keras_cnn.config import DataConfig
 from keras_cnn.data import prepare_data
 from keras_cnn.data.pipeline import make_dataset
@@ -42,7 +42,7 @@ from keras_cnn.smoke import cap
 
 
 def build_parser():
-    parser = ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="benchmark.py", description=description_of(__doc__))
     parser.add_argument("--model", nargs="+", help="models whose training step to time, e.g. resnet20 vgg16 alexnet")
     parser.add_argument(
         "--precision",

@@ -104,6 +104,12 @@ def at_least(value, flag, low=1):
     return value
 
 
+def description_of(doc):
+    """A command's --help description: its docstring's first paragraph, whole (its first line alone
+    can stop mid-sentence)."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of exiting, so main(argv) is testable in-process.
 

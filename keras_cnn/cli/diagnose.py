@@ -27,6 +27,7 @@ from keras_cnn.cli.common import (
     add_image_size_arg,
     add_model_args,
     cli_entry,
+    description_of,
     image_size_assignments,
     model_assignments,
 )
@@ -45,7 +46,7 @@ from keras_cnn.training.precision import precision_policy
 
 
 def build_parser():
-    parser = ArgumentParser(prog="diagnose.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="diagnose.py", description=description_of(__doc__))
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name, else mnist)")
     parser.add_argument("--data-dir")

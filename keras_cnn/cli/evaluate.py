@@ -19,7 +19,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry
+from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, description_of
 from keras_cnn.config import TrainConfig
 from keras_cnn.data import load_data, prepare_data
 from keras_cnn.errors import UsageError
@@ -32,7 +32,7 @@ SPLITS = ("validation", "train", "test", "all")
 
 @cli_entry
 def main(argv=None):
-    parser = ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="evaluate.py", description=description_of(__doc__))
     parser.add_argument(
         "--run", action="append", default=[], help="a run directory (config.json + model.keras); repeat for an ensemble"
     )

@@ -15,7 +15,7 @@ writes one model that averages its members' probabilities, in every format.
 import json
 import os
 
-from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, folder_name
+from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, description_of, folder_name
 from keras_cnn.deploy.formats import FORMATS
 from keras_cnn.deploy.report import table
 from keras_cnn.deploy.write import REPORT
@@ -25,7 +25,7 @@ from keras_cnn.export import CALIBRATION_IMAGES, export_ensemble, export_run
 
 @cli_entry
 def main(argv=None):
-    parser = ArgumentParser(prog="export.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="export.py", description=description_of(__doc__))
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="a run directory written by train.py")
     source.add_argument("--ensemble", nargs="+", metavar="RUN", help="several runs of one dataset, averaged")

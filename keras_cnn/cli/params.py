@@ -8,7 +8,7 @@ then the totals (Keras's three lines).
 
 import keras
 
-from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, model_flags, parse_shape
+from keras_cnn.cli.common import ArgumentParser, add_model_args, cli_entry, description_of, model_flags, parse_shape
 from keras_cnn.errors import UsageError
 from keras_cnn.models import create_model, list_models, model_options
 
@@ -65,7 +65,7 @@ def list_table():
 
 @cli_entry
 def main(argv=None):
-    parser = ArgumentParser(prog="params.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="params.py", description=description_of(__doc__))
     parser.add_argument("--model", help="a registered model name (see --list)")
     parser.add_argument(
         "--list", action="store_true", help="list the registered models with their options and defaults"

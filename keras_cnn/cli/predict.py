@@ -21,7 +21,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry
+from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, description_of
 from keras_cnn.data.sources import IMAGE_EXTENSIONS
 from keras_cnn.errors import UsageError
 from keras_cnn.export import load_saved_model
@@ -33,7 +33,7 @@ BATCH = 64
 
 @cli_entry
 def main(argv=None):
-    parser = ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="predict.py", description=description_of(__doc__))
     parser.add_argument(
         "--model",
         action="append",

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry, description_of
 from keras_cnn.config import parse_size
 from keras_cnn.data import records
 from keras_cnn.data.normalization import channel_moments
@@ -26,7 +26,7 @@ from keras_cnn.errors import UsageError
 
 
 def build_parser():
-    parser = ArgumentParser(prog="prepare.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="prepare.py", description=description_of(__doc__))
     parser.add_argument("source", help="an image folder, an .npz file, or a TFDS name / data dir")
     parser.add_argument("out_dir", help="where the shards and manifest.json go")
     parser.add_argument("--dataset", help="dataset name (default: the source folder's name)")

@@ -12,7 +12,7 @@ it reads the same leaderboard back from an MLflow server or store instead, and w
 
 import os
 
-from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry
+from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, description_of
 from keras_cnn.errors import UsageError
 from keras_cnn.reports import collect, markdown, table, write_report
 from keras_cnn.tracking import check_installed
@@ -20,7 +20,7 @@ from keras_cnn.tracking import check_installed
 
 @cli_entry
 def main(argv=None):
-    parser = ArgumentParser(prog="report.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="report.py", description=description_of(__doc__))
     parser.add_argument("output_dir", nargs="?", help="a folder of runs, searches or sweeps (e.g. runs, searches)")
     parser.add_argument("--from-mlflow", metavar="URI", help="read the runs from this MLflow server or store instead")
     parser.add_argument("--experiment", metavar="NAME", help="with --from-mlflow: the experiment (default: all)")

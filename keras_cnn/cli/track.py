@@ -12,14 +12,14 @@ was last tracked on, else $MLFLOW_TRACKING_URI, else the SQLite store <output_di
 import logging
 import os
 
-from keras_cnn.cli.common import ArgumentParser, cli_entry
+from keras_cnn.cli.common import ArgumentParser, cli_entry, description_of
 from keras_cnn.errors import RunDamaged, UsageError
 from keras_cnn.tracking import check_installed
 
 
 @cli_entry
 def main(argv=None):
-    parser = ArgumentParser(prog="track.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="track.py", description=description_of(__doc__))
     commands = parser.add_subparsers(dest="command", required=True, metavar="sync")
     sync_parser = commands.add_parser("sync", help="upload what the tracking server is missing for a folder")
     sync_parser.add_argument("folder", help="a run folder, or a search or sweep folder (every run under it)")

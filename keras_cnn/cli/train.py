@@ -17,6 +17,7 @@ from keras_cnn.cli.common import (
     add_model_args,
     add_tracking_args,
     cli_entry,
+    description_of,
     model_assignments,
 )
 from keras_cnn.config import TrainConfig, apply_overrides
@@ -55,7 +56,7 @@ FLAG_FIELDS = {
 
 
 def build_parser():
-    parser = ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="train.py", description=description_of(__doc__))
     parser.add_argument("--preset", help="a named recipe (see --list-presets); <name>-smoke runs in seconds")
     parser.add_argument("--list-presets", action="store_true")
     parser.add_argument("--model", help="model name, e.g. mlp, alexnet, vgg16, resnet20")
