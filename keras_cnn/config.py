@@ -20,7 +20,7 @@ from keras_cnn import rules
 from keras_cnn.errors import UsageError
 from keras_cnn.models import Option, all_options, check_options
 from keras_cnn.optimizers import OPTIMIZERS, SCHEDULES, OptimizerConfig, ScheduleConfig
-from keras_cnn.rules import is_path_component
+from keras_cnn.rules import is_path_component, parse_size
 
 SCHEMA_VERSION = 2
 
@@ -405,19 +405,3 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str) -> list[
         elif (list(a) if isinstance(a, (list, tuple)) else a) != (list(b) if isinstance(b, (list, tuple)) else b):
             out.append(f"{prefix}{k}")
     return out
-
-
-SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
-
-
-def parse_size(text: str) -> int:
-    """'4GB', '512MB', '1.5GiB', '1000000' -> bytes; a clear error otherwise."""
-    raw = str(text).strip().upper().replace(" ", "")
-    number = raw.rstrip("KMGTIB")
-    try:
-        value = float(number) * SIZE_UNITS[raw[len(number) :]]
-    except (ValueError, KeyError):
-        raise UsageError(f"data.memory_budget {text!r} is not a size; write e.g. 4GB, 512MB or 1.5GiB") from None
-    if not value > 0:
-        raise UsageError(f"data.memory_budget must be positive, got {text!r}")
-    return int(value)

@@ -149,3 +149,19 @@ def normalize(rule: Rule, value: Any) -> Any:
 def from_json(value: Any) -> Any:
     """A JSON value as a config value: lists become tuples (frozen configs hold tuples)."""
     return tuple(value) if isinstance(value, list) else value
+
+
+SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def parse_size(text: str, what: str = "data.memory_budget") -> int:
+    """'4GB', '512MB', '1.5GiB', '1000000' -> bytes; a clear error (naming `what`) otherwise."""
+    raw = str(text).strip().upper().replace(" ", "")
+    number = raw.rstrip("KMGTIB")
+    try:
+        value = float(number) * SIZE_UNITS[raw[len(number) :]]
+    except (ValueError, KeyError):
+        raise UsageError(f"{what} {text!r} is not a size; write e.g. 4GB, 512MB or 1.5GiB") from None
+    if not value > 0:
+        raise UsageError(f"{what} must be positive, got {text!r}")
+    return int(value)

@@ -74,6 +74,16 @@ def test_fresh_process_without_keras_cnn_predicts_like_keras(trained_cifar, cifa
     assert all(v != "no error" for v in errors.values()), errors
 
 
+def test_a_keras_user_calls_the_runs_saved_model_on_raw_pixels_through_tfsmlayer(trained_cifar, cifar_folder):
+    """The README's answer to "model.keras wants normalized inputs": wrap <run>/saved_model/1."""
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in real_cifar_files(cifar_folder, 1)])
+    layer = keras.layers.TFSMLayer(os.path.join(trained_cifar.run_dir, "saved_model", "1"), "serving_default")
+    raw = keras.Input(images.shape[1:], dtype="uint8")
+    model = keras.Model(raw, layer(raw)["probabilities"])
+    served = model.predict(images, verbose=0)
+    assert np.abs(served - keras_probabilities(trained_cifar.run_dir, images)).max() < 1e-5
+
+
 def test_export_cli_writes_numbered_versions_atomically(trained_mlp, tmp_path, capsys):
     for expected in ("1", "2"):
         assert export_cli.main(["--run", trained_mlp.run_dir, "--export-dir", str(tmp_path)]) == 0

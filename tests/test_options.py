@@ -231,6 +231,7 @@ COMMAND_MODULES = [
     "keras_cnn.cli.track",
     "tuning.tune",
     "tuning.sweep",
+    "keras_cnn.cli.cache",
 ]
 
 

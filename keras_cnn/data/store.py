@@ -10,7 +10,8 @@
 
 The decode cache lives in $KERAS_CNN_CACHE_DIR/decoded (default ~/.cache/keras_cnn), never in the
 data folder (which may be read-only), keyed by the files' names, sizes and modification times, the
-size and channels decoded to, and the decoder's version: a changed file makes a new entry.
+size and channels decoded to, and the decoder's version: a changed file makes a new entry. It is
+capped at $KERAS_CNN_CACHE_MAX, least recently used entries going first (keras_cnn.cache).
 """
 
 import hashlib
@@ -20,6 +21,7 @@ import os
 
 import numpy as np
 
+from keras_cnn import cache
 from keras_cnn.cache import cache_dir
 from keras_cnn.config import parse_size
 from keras_cnn.console import ProgressLine
@@ -106,6 +108,7 @@ def cached_decode(split, *, verbose=0, label="images", mapped=False):
                 ok = np.asarray(json.load(f)["ok"], bool)
             images = np.load(images_path, mmap_mode="r" if mapped else None, allow_pickle=False)
             if len(images) == ok.sum() and tuple(images.shape[1:]) == split.image_shape:
+                cache.touch(folder, key)
                 return images, ok
         except (OSError, ValueError, KeyError, EOFError):
             pass  # a damaged entry is rebuilt, never used
@@ -113,7 +116,26 @@ def cached_decode(split, *, verbose=0, label="images", mapped=False):
     progress = ProgressLine(f"decoding {len(split):,} {label}", len(split), enabled=verbose > 0)
     images, ok = decode_files(split.paths, split.channels, split.size, progress=progress.update)
     progress.close()
-    _store(images, ok, images_path, meta_path)
+    limit = cache.cache_limit()
+    if not mapped and images.nbytes > limit:
+        # a memory split needs no file: storing one over the cap would only evict everything else
+        log.info(
+            "not caching %s decoded (over %s=%s); the next run decodes again",
+            _size(images.nbytes),
+            cache.LIMIT_ENV,
+            _size(limit),
+        )
+        return images, ok
+    if not _store(images, ok, images_path, meta_path):
+        return images, ok  # decoded in memory already: this run goes on from there
+    cache.evict(folder, limit, keep=key)
+    if images.nbytes > limit:
+        log.warning(
+            "warning: the decoded images (%s) exceed %s=%s; they stay while this run uses them",
+            _size(images.nbytes),
+            cache.LIMIT_ENV,
+            _size(limit),
+        )
     return (np.load(images_path, mmap_mode="r") if mapped else images), ok
 
 
@@ -124,7 +146,9 @@ def _store(images, ok, images_path, meta_path):
         np.save(tmp, images)
         os.replace(tmp, images_path)
         atomic_write(meta_path, json.dumps({"ok": ok.tolist(), "decoder": DECODER_VERSION}))
+        return True
     except OSError as err:
         log.warning("warning: cannot write the decode cache (%s); the next run decodes again", err.strerror)
         if os.path.exists(tmp):
             os.unlink(tmp)
+        return False
