@@ -26,9 +26,9 @@ def stop_requested():
     return _requested
 
 
-def raise_if_requested(where):
+def raise_if_requested(where, advice=None):
     if _requested is not None:
-        raise Interrupted(_requested, where)
+        raise Interrupted(_requested, where, *([advice] if advice else []))
 
 
 def _handler(signum, frame):

@@ -162,7 +162,9 @@ def test_diagnose_cli_writes_the_table(mnist_npz, tmp_path, capsys):
     ]
     assert rows["gradient_check"]["status"] == "pass" and rows["overfit_tiny_subset"]["status"] == "pass"
     assert rc == 0 and "initial_loss" in out and rows["initial_loss"]["status"] == "pass"
-    assert re.search(r"^suggested lr [0-9.e+-]+$", out, flags=re.M), out
+    assert re.search(
+        r"^suggested lr [0-9.e+-]+ \(SGD, momentum 0.9, batch 128; for batch B scale it by B/128;", out, flags=re.M
+    ), out
     for name in ("lr_range.png", "activations.png", "diagnostics.json"):
         assert (tmp_path / name).exists(), name
 
@@ -204,7 +206,9 @@ def test_the_checks_sample_every_class_of_a_folder_listed_class_by_class(cifar_f
         TrainConfig(), ["data.dataset=cifar10", f"data.data_dir={cifar_folder}", "data.batch_size=16"]
     )
     data = prepare_data(cfg.data)
-    images, labels = check_sample(data, cfg, steps=10)
-    assert len(images) == len(labels) == min(len(data.train), 2048)
+    images, labels = check_sample(data, cfg)
+    assert len(images) == len(labels) == len(data.train)  # 32-px images: all of them fit 256 MB
+    few, _ = check_sample(data, cfg, memory=30 * 4 * 32 * 32 * 3)
+    assert len(few) == 30  # larger images: as many as the memory bound holds
     assert len(set(labels[:20].tolist())) >= 5  # the overfit check's 20 examples span the classes
     assert len(set(labels.tolist())) == 10

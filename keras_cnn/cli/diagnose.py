@@ -14,6 +14,8 @@ predicted (or --class) score with respect to IMAGE's pixels).
 """
 
 import os
+import sys
+import time
 
 import keras
 import numpy as np
@@ -26,6 +28,7 @@ from keras_cnn.cli.common import (
     ArgumentParser,
     add_image_size_arg,
     add_model_args,
+    at_least,
     cli_entry,
     description_of,
     image_size_assignments,
@@ -35,7 +38,9 @@ from keras_cnn.config import TrainConfig, apply_overrides, validate
 from keras_cnn.data import prepare_data
 from keras_cnn.data.pipeline import eval_inputs
 from keras_cnn.data.sources import infer_dataset_name
+from keras_cnn.diagnostics.checks import STOPPED
 from keras_cnn.errors import UsageError
+from keras_cnn.interrupts import raise_if_requested
 from keras_cnn.io import atomic_write, csv_text, write_json
 from keras_cnn.models import create_model
 from keras_cnn.models import model_options as options_of
@@ -60,7 +65,19 @@ def build_parser():
         dest="learning_rate",
         help="SGD learning rate for the update/weight ratio check",
     )
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="the batch the checks train with, and the LR advice is for (default 128, less where the "
+        "model's activations at this image size would pass ~1 GB)",
+    )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=1024,
+        help="training images the checks use, drawn at random over the classes (default 1024; fewer above "
+        "96 px, so the decoded sample stays under 256 MB)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto", help="as train.py's --precision")
     parser.add_argument("--compare-init", action="store_true", help="draw the initialization experiment instead")
@@ -80,7 +97,8 @@ def build_parser():
 @cli_entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    args.batch_size = cap(args.batch_size, 32)  # KERAS_CNN_SMOKE=1: seconds of the same checks
+    at_least(args.batch_size, "--batch-size")
+    at_least(args.sample, "--sample", 20)  # the overfitting check takes 20
     try:
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as err:
@@ -101,7 +119,7 @@ def main(argv=None):
 
     if args.visualize or args.run:
         return visualize_run(args)
-    checks = run_checks(args)
+    checks, batch = run_checks(args)
     width = max(len(c.name) for c in checks)
     print(f"{'check':<{width}}  status  detail")
     for c in checks:
@@ -112,8 +130,38 @@ def main(argv=None):
     )
     write_json(os.path.join(args.output_dir, "diagnostics.json"), {"checks": [c.row() for c in checks]})
     lr = next(c for c in checks if c.name == "lr_range")
-    print(f"suggested lr {lr.value:.2g}")
+    print(lr_advice(lr.value, batch))
     return 0 if all(c.status != "fail" for c in checks) else 1
+
+
+def lr_advice(rate, batch_size):
+    """The LR range test's rate, with what it assumed: the range test trains SGD with momentum 0.9."""
+    return (
+        f"suggested lr {rate:.2g} (SGD, momentum 0.9, batch {batch_size}; for batch B scale it by B/{batch_size}; "
+        "Adam and AdamW usually want 10-100x less: start them near 1e-3)"
+    )
+
+
+ACTIVATION_BUDGET = 1 << 30  # bytes of layer outputs one training batch of the checks may hold
+
+
+def activation_bytes(model):
+    """Bytes of every layer's output for one image (float32): what a training step keeps for the
+    backward pass, about. ResNet-20 at 224 px: ~70 MB; an MLP: kilobytes."""
+    total = 0
+    for layer in model.layers:
+        for out in keras.tree.flatten(layer.output):
+            total += 4 * int(np.prod([d or 1 for d in out.shape[1:]]))
+    return total
+
+
+def check_batch(args, model):
+    """(batch size, probe size) for the checks: the flag's batch, or 128 brought down to what fits
+    ACTIVATION_BUDGET (a 224-px ResNet at batch 128 would need ~9 GB)."""
+    per_image = max(activation_bytes(model), 1)
+    fits = max(2, ACTIVATION_BUDGET // per_image)
+    batch = args.batch_size or cap(min(128, fits), 32)  # KERAS_CNN_SMOKE=1: seconds of the same checks
+    return batch, int(min(256, max(20, fits)))
 
 
 def diagnostic_config(args):
@@ -123,65 +171,111 @@ def diagnostic_config(args):
     assignments = [
         f"model.name={args.model}",
         f"data.dataset={dataset}",
-        f"data.batch_size={args.batch_size}",
         f"run.seed={args.seed}",
         f"run.precision={args.precision}",
         "optimizer.momentum=0.9",
     ]
     if args.data_dir:
         assignments.append(f"data.data_dir={args.data_dir}")
+    # Only the sample is decoded (a stratified subset), and hardly any validation images: the checks
+    # train on the sample alone, so a 224-px folder of 50,000 photos costs what 1,024 of them do.
+    assignments += [f"data.train_limit={args.sample}", "data.val_limit=16"]
     assignments += image_size_assignments(args)
     return validate(apply_overrides(TrainConfig(), assignments + model_assignments(args)))
 
 
-def check_sample(data, cfg, *, steps, memory=512 << 20):
+def check_sample(data, cfg, *, memory=256 << 20):
     """Seeded random training images (normalized) and labels for the checks, in random order.
 
     Random, not the split's first images: an image folder lists its files class by class, so those
-    would all be one class (the initial loss and the LR range test then measure nothing). Enough of
-    them that the LR range test sees each image about once (`steps` batches), within `memory`
-    bytes of float32 inputs, and at least 2,048 where the split has them.
+    would all be one class (the initial loss and the LR range test then measure nothing). All of
+    the (already limited) training split, within `memory` bytes of float32 inputs and at least 20
+    (what the overfitting check takes).
     """
     rng = np.random.default_rng(cfg.run.seed)
     per_image = 4 * int(np.prod(data.input_shape))
-    count = min(len(data.train), max(2048, min(steps * cfg.data.batch_size, memory // per_image)))
+    count = min(len(data.train), max(20, memory // per_image))
     sample = data.train.take(np.sort(rng.choice(len(data.train), count, replace=False)))
     order = rng.permutation(count)
     images = eval_inputs(sample.sample(count), cfg.data, data.normalizer).numpy()
     return images[order], sample.labels[order]
 
 
+class Steps:
+    """One line on stderr as each check starts and ends, with its time: the checks take minutes on
+    large images, and a silent terminal looks hung."""
+
+    def __init__(self, total):
+        self.total, self.done, self.start = total, 0, time.monotonic()
+
+    def __call__(self, what, work):
+        raise_if_requested(f"before {what}", STOPPED)
+        self.done += 1
+        began = time.monotonic()
+        print(f"[{self.done}/{self.total}] {what} ...", end="", file=sys.stderr, flush=True)
+        result = work()
+        print(f" {time.monotonic() - began:.0f}s", file=sys.stderr, flush=True)
+        return result
+
+
 def run_checks(args):
     cfg = diagnostic_config(args)
-    data = prepare_data(cfg.data)
+    step = Steps(8)
+    data = step(f"reading {args.sample:,} training images", lambda: prepare_data(cfg.data))
     shape, k = data.input_shape, data.num_classes
-    images, labels = check_sample(data, cfg, steps=cap(200, 30))
-    probe, probe_labels = tf.constant(images[:256]), tf.constant(labels[:256])
 
     def build(**extra):
         return create_model(cfg.model.name, shape, k, **{**model_options(cfg), **extra})
 
     model = build()
+    batch, probe_size = check_batch(args, model)
+    if not args.batch_size and batch < 128:
+        print(
+            f"batch {batch}, not 128: {cfg.model.name} at {shape[0]}x{shape[1]} holds "
+            f"~{activation_bytes(model) / 1e6:.0f} MB of activations per image (--batch-size to choose)",
+            file=sys.stderr,
+        )
+    cfg = cfg.replace(data={"batch_size": batch})
+    images, labels = check_sample(data, cfg)
+    probe, probe_labels = tf.constant(images[:probe_size]), tf.constant(labels[:probe_size])
     checks = [
-        d.initial_loss_check(model, probe, probe_labels, k),
-        d.regularization_raises_loss_check(model, build(weight_decay=1e-2), probe, probe_labels),
-        d.overfit_check(cfg, images[:20], labels[:20], k, max_steps=cap(300, 30)),
-        d.lr_range_test(
-            cfg, images, labels, k, steps=cap(200, 30), plot_path=os.path.join(args.output_dir, "lr_range.png")
+        step("initial loss", lambda: d.initial_loss_check(model, probe, probe_labels, k)),
+        step(
+            "regularization raises the loss",
+            lambda: d.regularization_raises_loss_check(model, build(weight_decay=1e-2), probe, probe_labels),
+        ),
+        step(
+            "overfitting 20 images", lambda: d.overfit_check(cfg, images[:20], labels[:20], k, max_steps=cap(300, 30))
+        ),
+        step(
+            "learning-rate range test",
+            lambda: d.lr_range_test(
+                cfg, images, labels, k, steps=cap(200, 30), plot_path=os.path.join(args.output_dir, "lr_range.png")
+            ),
         ),
     ]
-    stats = d.activation_statistics(model, probe)
+    stats = step("activation statistics", lambda: d.activation_statistics(model, probe))
     if stats:
         d.plot_activation_histograms(stats, os.path.join(args.output_dir, "activations.png"))
         rows = [{key: v for key, v in s.items() if key != "values"} for s in stats]
         atomic_write(os.path.join(args.output_dir, "activations.csv"), csv_text(rows, list(rows[0])))
     checks.append(d.activation_check(stats))
-    checks.append(d.update_ratio_check(cfg, images, labels, k, learning_rate=args.learning_rate)[0])
+    checks.append(
+        step(
+            "update/weight ratios",
+            lambda: d.update_ratio_check(cfg, images, labels, k, learning_rate=args.learning_rate)[0],
+        )
+    )
     with precision_policy("float64"):
         no_dropout = {"dropout": 0.0} if "dropout" in options_of(cfg.model.name) else {}
         small = build(**no_dropout)
-    checks.append(d.gradient_check(small, images[:2].astype("float64"), labels[:2], per_variable=cap(6, 1))[0])
-    return checks
+    checks.append(
+        step(
+            "gradient check (float64)",
+            lambda: d.gradient_check(small, images[:2].astype("float64"), labels[:2], per_variable=cap(6, 1))[0],
+        )
+    )
+    return checks, batch
 
 
 def visualize_run(args):
