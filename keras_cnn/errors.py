@@ -27,8 +27,8 @@ class Interrupted(KeyboardInterrupt):
     around each trial) cannot turn it into one failed trial and carry on.
     """
 
-    def __init__(self, signum: int, where: str, advice: str = "rerun the same command to resume") -> None:
-        super().__init__(f"interrupted {where}: {advice}")
+    def __init__(self, signum: int, where: str, advice: str | None = None) -> None:
+        super().__init__(f"interrupted {where}: {advice or 'rerun the same command to resume'}")
         self.signum = signum
 
     @property

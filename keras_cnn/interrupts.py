@@ -28,7 +28,7 @@ def stop_requested():
 
 def raise_if_requested(where, advice=None):
     if _requested is not None:
-        raise Interrupted(_requested, where, *([advice] if advice else []))
+        raise Interrupted(_requested, where, advice)
 
 
 def _handler(signum, frame):

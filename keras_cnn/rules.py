@@ -154,6 +154,14 @@ def from_json(value: Any) -> Any:
 SIZE_UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
 
 
+def format_size(nbytes: float) -> str:
+    """Bytes for people: 5.0 GB, 123.4 KB, 13 B (decimal units, as parse_size reads them)."""
+    for unit in ("TB", "GB", "MB", "KB"):
+        if nbytes >= SIZE_UNITS[unit]:
+            return f"{nbytes / SIZE_UNITS[unit]:.1f} {unit}"
+    return f"{int(nbytes)} B"
+
+
 def parse_size(text: str, what: str = "data.memory_budget") -> int:
     """'4GB', '512MB', '1.5GiB', '1000000' -> bytes; a clear error (naming `what`) otherwise."""
     raw = str(text).strip().upper().replace(" ", "")

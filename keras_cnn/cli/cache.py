@@ -14,13 +14,7 @@ import shutil
 
 from keras_cnn import cache
 from keras_cnn.cli.common import ArgumentParser, cli_entry, description_of
-
-
-def _size(nbytes):
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{nbytes} B"
+from keras_cnn.rules import format_size as _size
 
 
 def info():

@@ -75,8 +75,8 @@ def build_parser():
         "--sample",
         type=int,
         default=1024,
-        help="training images the checks use, drawn at random over the classes (default 1024; fewer above "
-        "96 px, so the decoded sample stays under 256 MB)",
+        help="training images the checks use, drawn at random over the classes (default 1024; fewer where "
+        "they would pass 256 MB as float32)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto", help="as train.py's --precision")
@@ -146,8 +146,8 @@ ACTIVATION_BUDGET = 1 << 30  # bytes of layer outputs one training batch of the 
 
 
 def activation_bytes(model):
-    """Bytes of every layer's output for one image (float32): what a training step keeps for the
-    backward pass, about. ResNet-20 at 224 px: ~70 MB; an MLP: kilobytes."""
+    """Bytes of every layer's output for one image (float32): about what a training step keeps for
+    the backward pass (megabytes per image for a convnet at photo sizes, kilobytes for an MLP)."""
     total = 0
     for layer in model.layers:
         for out in keras.tree.flatten(layer.output):
@@ -155,11 +155,10 @@ def activation_bytes(model):
     return total
 
 
-def check_batch(args, model):
+def check_batch(args, per_image):
     """(batch size, probe size) for the checks: the flag's batch, or 128 brought down to what fits
-    ACTIVATION_BUDGET (a 224-px ResNet at batch 128 would need ~9 GB)."""
-    per_image = max(activation_bytes(model), 1)
-    fits = max(2, ACTIVATION_BUDGET // per_image)
+    ACTIVATION_BUDGET given `per_image` bytes of activations."""
+    fits = max(2, ACTIVATION_BUDGET // max(per_image, 1))
     batch = args.batch_size or cap(min(128, fits), 32)  # KERAS_CNN_SMOKE=1: seconds of the same checks
     return batch, int(min(256, max(20, fits)))
 
@@ -206,7 +205,7 @@ class Steps:
     large images, and a silent terminal looks hung."""
 
     def __init__(self, total):
-        self.total, self.done, self.start = total, 0, time.monotonic()
+        self.total, self.done = total, 0
 
     def __call__(self, what, work):
         raise_if_requested(f"before {what}", STOPPED)
@@ -228,11 +227,12 @@ def run_checks(args):
         return create_model(cfg.model.name, shape, k, **{**model_options(cfg), **extra})
 
     model = build()
-    batch, probe_size = check_batch(args, model)
+    per_image = activation_bytes(model)
+    batch, probe_size = check_batch(args, per_image)
     if not args.batch_size and batch < 128:
         print(
             f"batch {batch}, not 128: {cfg.model.name} at {shape[0]}x{shape[1]} holds "
-            f"~{activation_bytes(model) / 1e6:.0f} MB of activations per image (--batch-size to choose)",
+            f"~{per_image / 1e6:.0f} MB of activations per image (--batch-size to choose)",
             file=sys.stderr,
         )
     cfg = cfg.replace(data={"batch_size": batch})

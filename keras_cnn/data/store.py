@@ -29,6 +29,7 @@ from keras_cnn.data.decode import decode_files
 from keras_cnn.data.splits import ArraySplit, FileSplit, MappedSplit
 from keras_cnn.errors import UsageError
 from keras_cnn.io import atomic_write
+from keras_cnn.rules import format_size as _size
 
 log = logging.getLogger("keras_cnn")
 DECODER_VERSION = "tf-decode/1"
@@ -47,10 +48,6 @@ def available_memory():
 
 def memory_budget(cfg):
     return parse_size(cfg.memory_budget) if cfg.memory_budget else available_memory() // 4
-
-
-def _size(nbytes):
-    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.0f} MB"
 
 
 def decoded_bytes(split):
@@ -113,10 +110,10 @@ def cached_decode(split, *, verbose=0, label="images", mapped=False):
         except (OSError, ValueError, KeyError, EOFError):
             pass  # a damaged entry is rebuilt, never used
         log.warning("warning: the decode cache entry %s is damaged; decoding again", key)
+    limit = cache.cache_limit()  # before the decode: a bad $KERAS_CNN_CACHE_MAX fails at once
     progress = ProgressLine(f"decoding {len(split):,} {label}", len(split), enabled=verbose > 0)
     images, ok = decode_files(split.paths, split.channels, split.size, progress=progress.update)
     progress.close()
-    limit = cache.cache_limit()
     if not mapped and images.nbytes > limit:
         # a memory split needs no file: storing one over the cap would only evict everything else
         log.info(
