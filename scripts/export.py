@@ -2,7 +2,7 @@
 
 import sys
 
-from keras_cnn.cli.export import main
+from keras_cnn.cli.launch import run
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run("export"))
