@@ -36,6 +36,7 @@ LONGEST_FIRST = [
     "test_tracking.py",
     "test_faults.py",
     "test_every_model.py",
+    "test_photo_folder.py",
     "test_train.py",
 ]
 

@@ -198,7 +198,7 @@ def image_size(text):
 
 
 def add_image_size_arg(parser):
-    """--image-size, the same flag on every command that reads images (train, tune, sweep, diagnose)."""
+    """--image-size, the same flag on every command that reads images (train, tune, sweep, diagnose, prepare)."""
     parser.add_argument(
         "--image-size", type=image_size, metavar="SIZE", help="resize every image to SIZE (224) or HxW (224x160)"
     )

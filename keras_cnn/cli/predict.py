@@ -26,6 +26,7 @@ from keras_cnn.data.sources import IMAGE_EXTENSIONS
 from keras_cnn.errors import UsageError
 from keras_cnn.export import load_saved_model
 from keras_cnn.io import atomic_write, csv_text
+from keras_cnn.quiet import muted_stderr
 
 log = logging.getLogger("keras_cnn")
 BATCH = 64
@@ -155,7 +156,11 @@ def predict_batch(models, paths, named):
 
 
 def _average(models, blobs):
-    return np.mean([predict(blobs) for predict, _ in models], axis=0)
+    # libjpeg writes its warnings ("Corrupt JPEG data: 2 extraneous bytes ...") straight to file
+    # descriptor 2 while the decoders run; the images still decode, and a file that fails to is
+    # reported by the caller in one line. KERAS_CNN_VERBOSE=1 shows them.
+    with muted_stderr():
+        return np.mean([predict(blobs) for predict, _ in models], axis=0)
 
 
 def write(rows, output, k):

@@ -17,8 +17,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, cli_entry, description_of
-from keras_cnn.config import parse_size
+from keras_cnn.cli.common import ArgumentParser, add_image_size_arg, cli_entry, description_of
+from keras_cnn.config import TrainConfig, apply_overrides, parse_size
 from keras_cnn.data import records
 from keras_cnn.data.normalization import channel_moments
 from keras_cnn.data.sources import SPLIT_NAMES, infer_dataset_name, load_image_folder, load_npz, load_tfds
@@ -32,22 +32,25 @@ def build_parser():
     parser.add_argument("--dataset", help="dataset name (default: the source folder's name)")
     parser.add_argument("--shard-size", default="128MB", help="about this much per shard (default 128MB)")
     parser.add_argument("--seed", type=int, default=0, help="the order records are shuffled into before sharding")
+    add_image_size_arg(parser)  # the records keep the files' own bytes; this is the size they train at
     parser.add_argument("--quiet", action="store_true")
     return parser
 
 
-def collect(source, dataset):
+def collect(source, dataset, image_size=None):
     """{split: (encoded bytes getter, labels, decode info)}, class names, image shape, description."""
     if (
         os.path.isdir(source)
         and not os.path.isfile(os.path.join(source, "dataset_info.json"))
         and not os.path.isfile(os.path.join(source, "train.npz"))
     ):
-        loaded = load_image_folder(source)
+        loaded = load_image_folder(source, image_size=image_size)
         splits = {name: (list(split.paths), split.labels) for name, split in _named(loaded).items()}
-        sizes = {split.size for split in _named(loaded).values()}
+        sizes = {tuple(image_size) if image_size else split.size for split in _named(loaded).values()}
         shape = [*sizes.pop(), loaded.train.channels] if len(sizes) == 1 else None
         return splits, loaded.class_names, shape, loaded.train.channels, f"image_folder:{source}"
+    if image_size:
+        raise UsageError("--image-size applies to image folders; arrays and TFDS sets keep their size")
     if source.endswith(".npz") or os.path.isfile(os.path.join(source, "train.npz")):
         path = source if source.endswith(".npz") else os.path.join(source, "train.npz")
         loaded = load_npz(path, dataset)
@@ -83,7 +86,10 @@ def main(argv=None):
     if not os.path.exists(args.source) and "/" in args.source:
         raise UsageError(f"{args.source} does not exist; give an image folder, an .npz file or a TFDS name")
     dataset = args.dataset or (infer_dataset_name(args.source) if os.path.exists(args.source) else args.source)
-    splits, names, shape, channels, description = collect(args.source, dataset)
+    size = None
+    if args.image_size:  # checked as --set data.image_size is, with the same message
+        size = apply_overrides(TrainConfig(), [f"data.image_size={args.image_size}"]).data.image_size
+    splits, names, shape, channels, description = collect(args.source, dataset, size)
     try:
         os.makedirs(args.out_dir, exist_ok=True)
     except OSError as err:

@@ -24,7 +24,7 @@ from keras_cnn.config import TrainConfig, apply_overrides
 from keras_cnn.data.sources import infer_dataset_name
 from keras_cnn.errors import UsageError
 from keras_cnn.optimizers import OPTIMIZERS, SCHEDULES, option_help
-from keras_cnn.presets import PRESETS, preset
+from keras_cnn.presets import PRESETS, is_folder_preset, preset
 
 # flag -> config path; only flags the user gives override the preset / defaults.
 FLAG_FIELDS = {
@@ -116,7 +116,7 @@ def build_parser():
 def config_from_args(args):
 
     cfg = preset(args.preset) if args.preset else TrainConfig()
-    if args.dataset is None and args.data_dir and not args.preset:
+    if args.dataset is None and args.data_dir and (not args.preset or is_folder_preset(args.preset)):
         args.dataset = infer_dataset_name(args.data_dir)  # ../shared/data/mnist -> mnist
     for flag, path in FLAG_FIELDS.items():  # one at a time, so a bad value is reported under the flag the user typed
         value = getattr(args, flag, None)
