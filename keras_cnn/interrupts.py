@@ -19,6 +19,9 @@ from keras_cnn.errors import Interrupted
 
 _requested = None
 _depth = 0
+# What the first signal's line promises; the innermost block's words (training: a checkpoint).
+GENERIC = "stopping at the next safe point"
+_promise = GENERIC
 
 
 def stop_requested():
@@ -38,20 +41,20 @@ def _handler(signum, frame):
         sys.stderr.flush()
         os._exit(128 + signum)
     _requested = signum
-    sys.stderr.write(
-        f"\n{signal.Signals(signum).name} received: stopping after the current step "
-        "(a checkpoint is written; press Ctrl-C again to quit at once)\n"
-    )
+    sys.stderr.write(f"\n{signal.Signals(signum).name} received: {_promise} (press Ctrl-C again to quit at once)\n")
     sys.stderr.flush()
 
 
 @contextlib.contextmanager
-def handle_signals():
-    """Route SIGINT/SIGTERM to a stop request for the block (a no-op outside the main thread)."""
-    global _requested, _depth
+def handle_signals(promise=None):
+    """Route SIGINT/SIGTERM to a stop request for the block (a no-op outside the main thread).
+    `promise`: what the first signal's line says will happen (default GENERIC)."""
+    global _requested, _depth, _promise
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    outer_promise = _promise
+    _promise = promise or outer_promise
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     if _depth == 0:
         _requested = None
@@ -65,6 +68,7 @@ def handle_signals():
         yield
     finally:
         _depth -= 1
+        _promise = outer_promise
         if _depth == 0:
             for s, h in previous.items():
                 signal.signal(s, h)

@@ -229,3 +229,24 @@ def test_two_workers_agree_to_stop_when_one_is_signalled(mnist_small, tmp_path):
         assert p.returncode == 143 and "Traceback" not in err, err[-2000:]
     steps = {err.strip().splitlines()[-1] for _, err in outputs}
     assert len(steps) == 1 and next(iter(steps)).startswith("interrupted at epoch"), steps  # the same step on both
+
+
+def test_diagnose_stops_on_sigterm_between_checks_and_writes_nothing(cifar_folder, tmp_path):
+    """diagnose.py obeys the signal policy: one line, exit 143, no diagnostics.json."""
+    out = tmp_path / "diag"
+    log = tmp_path / "stderr.txt"
+    argv = [sys.executable, str(ROOT / "scripts" / "diagnose.py"), "--model", "resnet20"]
+    argv += ["--data-dir", str(cifar_folder), "--output-dir", str(out)]
+    with open(log, "w") as err_file:
+        proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, stderr=err_file, text=True)
+        deadline = time.time() + 180
+        while "[3/8]" not in log.read_text():  # the initial-loss check has begun
+            assert proc.poll() is None and time.time() < deadline, log.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=300)
+    err = log.read_text()
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert "no diagnostics were written" in err.strip().splitlines()[-1]
+    assert "checkpoint" not in err  # the announcement promises only what diagnose does
+    assert not (out / "diagnostics.json").exists()

@@ -57,7 +57,10 @@ def train(cfg: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (), 
     callbacks = check_callbacks(callbacks)
     strategy = get_strategy(cfg.run.strategy)  # first TF work: multi_worker needs it before the runtime starts
     run_dir, chief = RunDir.for_config(cfg), is_chief()
-    with interrupts.handle_signals(), run_dir.lock(enabled=chief):
+    with (
+        interrupts.handle_signals("stopping after the current step (a checkpoint is written)"),
+        run_dir.lock(enabled=chief),
+    ):
         mode = resume.decide(run_dir, cfg)  # 2. resume, extend, replace, or a new run
         keras.utils.set_random_seed(cfg.run.seed)
         data = prepare_data(cfg.data, verbose=verbose)  # 3. data errors surface before the disk is touched
