@@ -121,7 +121,7 @@ def test_diagnose_on_the_folder_and_the_cache_it_fills(photos, tmp_path, monkeyp
     info = capsys.readouterr().out
     assert "decoded" in info and str(tmp_path / "cache") in info
     assert cache_cli.main(["clean", "--only", "decoded"]) == 0
-    assert not any((tmp_path / "cache" / "decoded").glob("*")) if (tmp_path / "cache" / "decoded").exists() else True
+    assert not any((tmp_path / "cache" / "decoded").glob("*"))
 
 
 def test_prepare_then_train_from_the_shards(photos, tmp_path, capsys):

@@ -67,28 +67,18 @@ def write_help_texts(path=HELP_FILE):
         f.write("\n".join(lines) + "\n")
 
 
-def _entry(command):
-    def main():
-        return run(command)
+def __getattr__(name):
+    """`keras_cnn.cli.launch.<command>`: the installed `keras-cnn-<command>` programs
+    (pyproject.toml's [project.scripts]), one per name in COMMANDS."""
+    if name not in COMMANDS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    main.__name__ = main.__qualname__ = command
+    def main():
+        return run(name)
+
+    main.__name__ = main.__qualname__ = name
     return main
 
-
-# The installed `keras-cnn-<command>` programs (pyproject.toml's [project.scripts]).
-train = _entry("train")
-evaluate = _entry("evaluate")
-export = _entry("export")
-predict = _entry("predict")
-params = _entry("params")
-diagnose = _entry("diagnose")
-prepare = _entry("prepare")
-report = _entry("report")
-track = _entry("track")
-benchmark = _entry("benchmark")
-cache = _entry("cache")
-tune = _entry("tune")
-sweep = _entry("sweep")
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write-help"]:
