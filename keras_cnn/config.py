@@ -19,6 +19,7 @@ from typing import Any
 from keras_cnn import rules
 from keras_cnn.errors import UsageError
 from keras_cnn.models import Option, all_options, check_options
+from keras_cnn.models.applications import is_application
 from keras_cnn.optimizers import OPTIMIZERS, SCHEDULES, OptimizerConfig, ScheduleConfig
 from keras_cnn.rules import is_path_component, parse_size
 
@@ -109,6 +110,8 @@ class RunConfig:
     export: bool = True  # write <run>/saved_model/1/ when the run finishes
     layer_stats: bool = False  # per-layer sparsity, dead units, norms, update ratios each epoch
     init_from: str | None = None  # warm start: another run dir (its final weights) or a checkpoint .npz
+    weights: str | None = None  # keras_* backbones: imagenet | none | a .weights.h5, .keras or run folder
+    train_bn: bool = False  # with pretrained weights: the backbone's BatchNorm trains instead of staying frozen
     smoke: bool = False  # seconds of the same work (presets.smoke); CLIs set it under KERAS_CNN_SMOKE=1
     track: str = "none"  # none | mlflow: log the run to an experiment tracker (keras_cnn.tracking)
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite <output_dir>/mlflow.db
@@ -261,7 +264,7 @@ def model_option(field: str, key: str) -> Option:
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-NORMALIZATIONS = ("none", "center", "standardize", "pca_whiten", "per_image")
+NORMALIZATIONS = ("none", "center", "standardize", "pca_whiten", "per_image", "backbone")
 CACHE_MODES = ("auto", "memory", "disk", "none")
 AUGMENTATIONS = ("standard", "random_resized_crop", "tf_tutorial")
 ON_CORRUPT = ("skip", "error")
@@ -305,6 +308,7 @@ RULES: dict[str, rules.Rule] = {
     "run.checkpoint_every_steps": "count?",
     "run.keep_checkpoints": "count",
     "run.init_from": "nonempty?",
+    "run.weights": "nonempty?",
     "run.track": TRACKERS,
     "run.tracking_uri": "nonempty?",
     "run.experiment": "nonempty?",
@@ -330,6 +334,26 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         validate_field(cfg, f"model.{option}")  # an option's own rule, and not one fed by another section
     check_options(cfg.model.name, cfg.model.options)
     _check_combinations(cfg)
+    return _backbone_normalization(cfg)
+
+
+def pretrained_backbone(cfg: TrainConfig) -> bool:
+    """A keras_* model that starts from --weights (not random ones)."""
+    return is_application(cfg.model.name) and cfg.run.weights not in (None, "none")
+
+
+def _backbone_normalization(cfg: TrainConfig) -> TrainConfig:
+    """keras_* backbones scale raw pixels themselves (models.applications): their data normalization
+    is `backbone` (pixels as they are), which the default `standardize` becomes; other models need
+    inputs of unit scale, which `backbone` would not give them."""
+    backbone, mode = is_application(cfg.model.name), cfg.data.normalization
+    if backbone and mode == "standardize":
+        return cfg.replace(data={"normalization": "backbone"})
+    if backbone != (mode == "backbone"):
+        raise UsageError(
+            f"data.normalization={mode} does not fit model {cfg.model.name}: keras_* backbones take "
+            "data.normalization=backbone (their own input scaling, the default for them), other models any other mode"
+        )
     return cfg
 
 
@@ -365,6 +389,14 @@ def _check_combinations(cfg: TrainConfig) -> None:
         )
     if data.augmentation == "tf_tutorial" and not data.crop_size:
         raise UsageError("data.augmentation=tf_tutorial needs data.crop_size (the tutorial crops 24x24)")
+    if cfg.run.train_bn and not pretrained_backbone(cfg):
+        raise UsageError(
+            "--train-bn is for keras_* backbones with --weights (from random weights BatchNorm trains anyway)"
+        )
+    if cfg.run.weights not in (None, "none") and not is_application(cfg.model.name):
+        raise UsageError(
+            f"--weights is for keras_* backbones, not {cfg.model.name}; warm-start keras_cnn's own models with --init-from RUN"
+        )
     if cfg.run.register and (cfg.run.track != "mlflow" or not cfg.run.export):
         raise UsageError("--register needs --track mlflow and the run's export (run.export=true)")
     if list(cfg.schedule.boundaries) != sorted(cfg.schedule.boundaries):

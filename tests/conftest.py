@@ -29,6 +29,7 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 # long file collected last (test_readme.py, alphabetically) would run alone at the end.
 LONGEST_FIRST = [
     "test_readme.py",
+    "test_backbones.py",
     "test_tuning.py",
     "test_signals.py",
     "test_models.py",

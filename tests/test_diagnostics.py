@@ -60,8 +60,26 @@ def test_overfit_check_passes_when_healthy_and_fails_with_a_vanishing_learning_r
     images, labels = (t.numpy() for t in mnist_batch)
     healthy = d.overfit_check(small_mlp_config(), images[:20], labels[:20], 10)
     assert healthy.status == "pass" and healthy.value == 1.0
-    frozen = d.overfit_check(small_mlp_config(), images[:20], labels[:20], 10, learning_rate=1e-12, max_steps=50)
+    frozen = d.overfit_check(small_mlp_config(), images[:20], labels[:20], 10, learning_rate=1e-12, max_passes=50)
     assert frozen.status == "fail" and frozen.value < 1.0
+
+
+def test_overfit_check_in_micro_batches_still_reaches_100_percent(mnist_batch):
+    # what diagnose does at photo sizes, where 20 images of activations are gigabytes
+    images, labels = (t.numpy() for t in mnist_batch)
+    check = d.overfit_check(small_mlp_config(), images[:20], labels[:20], 10, batch_size=8)
+    assert check.status == "pass" and "in batches of 5" in check.detail, check.detail
+
+
+def test_activation_statistics_in_chunks_equal_one_batch(mnist_batch):
+    images, _ = mnist_batch
+    model = create_model("mlp", (28, 28, 1), 10, hidden=[64, 64], activation="tanh")
+    whole = d.activation_statistics(model, images[:24], training=False)
+    chunked = d.activation_statistics(model, images[:24], training=False, batch_size=5)
+    for a, b in zip(whole, chunked, strict=True):
+        assert a["layer"] == b["layer"]
+        for key in ("mean", "std", "fraction_zero", "fraction_saturated"):
+            assert np.isclose(a[key], b[key], rtol=1e-5, atol=1e-7), (key, a[key], b[key])
 
 
 @keras.saving.register_keras_serializable(package="tests")

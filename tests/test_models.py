@@ -14,7 +14,7 @@ SMALL_MODELS = {"linear", "mlp", "alexnet", "resnet20", "vgg11"}
 
 
 def input_shape(name):
-    return MNIST_SHAPE if name in ("linear", "mlp") else CIFAR_SHAPE
+    return MNIST_SHAPE if name in ("linear", "mlp") else CIFAR_SHAPE  # keras_* backbones take 32 px too
 
 
 def trainable(model):
@@ -220,7 +220,9 @@ def test_every_model_reloads_in_a_fresh_process_with_equal_outputs(tmp_path):
     from conftest import ROOT, child_env
 
     inputs, expected, paths = {}, {}, []
-    for name in list_models():
+    # keras_* backbones: one stands for them here (their custom layer is the same in all; each of them
+    # is exported and served in a fresh process by test_backbones.py)
+    for name in [m for m in list_models() if not m.startswith("keras_") or m == "keras_mobilenetv3small"]:
         keras.utils.set_random_seed(0)
         model = (
             create_model(name, input_shape(name), 10, dropout=0.1)

@@ -452,32 +452,70 @@ def test_a_space_setting_an_option_its_model_lacks_exits_2_before_any_folder(mni
     assert not (tmp_path / "out").exists()
 
 
-def test_a_search_whose_every_trial_fails_exits_1_with_the_first_failure(mnist_small, tmp_path, capsys):
-    # a crop larger than the 28x28 images is only known once the data is read, so each trial fails
+@pytest.mark.parametrize(
+    "choice, needle",
+    [
+        (
+            '"data.augmentation": "tf_tutorial", "data.crop_size": hp.Choice("data.crop_size", [20, 40])',
+            "data.crop_size 40 must be smaller than the 28x28 images",
+        ),
+        (
+            '"data.batch_size": hp.Choice("data.batch_size", [64, 4096])',
+            "training images make no full batch of 4096",
+        ),
+    ],
+)
+def test_a_data_setting_any_trial_would_fail_on_exits_2_before_the_search(
+    choice, needle, mnist_small, tmp_path, capsys
+):
+    # only the data tells a crop or batch too large; a later choice of the space is checked too
     space = tmp_path / "space.py"
     space.write_text(
-        'def space(hp):\n    return {"model.name": "mlp", "data.augmentation": "tf_tutorial",\n'
-        '            "data.crop_size": hp.Choice("data.crop_size", [40, 48]),\n'
+        f'def space(hp):\n    return {{"model.name": "mlp", {choice},\n'
         '            "optimizer.learning_rate": hp.Float("optimizer.learning_rate", 0.01, 0.1)}\n'
     )
+    argv = ["--space", str(space), "--data-dir", str(mnist_small), "--output-dir", str(tmp_path / "out"), *SMALL]
+    assert tune.main(argv + ["--max-trials", "3", "--epochs-per-trial", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_arm_whose_batch_the_data_cannot_give_exits_2_before_any_arm(mnist_npz, tmp_path, capsys):
+    lab = tmp_path / "lab.toml"
+    lab.write_text(
+        'name = "batches"\n[base]\n"data.dataset" = "mnist"\n"model.name" = "mlp"\n"run.epochs" = 1\n'
+        '[arms.small]\n"data.batch_size" = 32\n[arms.huge]\n"data.batch_size" = 4096\n'
+    )
     argv = [
-        "--space",
-        str(space),
+        str(lab),
         "--data-dir",
-        str(mnist_small),
+        str(mnist_npz),
         "--output-dir",
-        str(tmp_path),
-        "--max-trials",
-        "3",
-        "--epochs-per-trial",
-        "1",
-        *SMALL,
+        str(tmp_path / "out"),
+        "--set",
+        "data.train_limit=1000",
     ]
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "make no full batch of 4096" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_search_whose_every_trial_fails_exits_1_with_the_first_failure(mnist_small, tmp_path, capsys, monkeypatch):
+    # what no check before the search can know (here: the training itself refuses every trial)
+    import tuning.runner
+
+    def refuse(cfg, **kwargs):
+        raise UsageError(f"trial refused at lr {cfg.optimizer.learning_rate:.3f}")
+
+    monkeypatch.setattr(tuning.runner.keras_cnn, "train", refuse)
+    argv = tune_argv(mnist_small, tmp_path, "--max-trials", "3")
     assert tune.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        err[-1].startswith("error: every trial failed; the first:") and "must be smaller than the 28x28" in err[-1]
-    ), err
+    assert err[-1].startswith("error: every trial failed; the first: trial refused at lr"), err
+    rows = read_trials(tmp_path / "mlp-mnist-random" / "trials.csv")
+    assert rows and all(r["status"] == "failed" for r in rows)
 
 
 def test_the_dataset_is_named_after_the_data_or_refused(mnist_small, tmp_path, capsys):

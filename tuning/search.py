@@ -14,6 +14,7 @@ from typing import Any
 import keras_tuner
 
 from keras_cnn.config import TrainConfig, apply_overrides, is_path_component, validate
+from keras_cnn.data import check_fits
 from keras_cnn.errors import UsageError
 from keras_cnn.run_dir import RunDir
 from keras_cnn.tracking.parent import ParentTracker
@@ -119,9 +120,36 @@ def make_oracle(kind, space, max_trials, seed, max_epochs):
 
 def check_first_trial(base: TrainConfig, space: Space) -> None:
     """The config of a trial with every hyperparameter at its default, validated before the search
-    folder exists: a bad base or --set ends in one line here, not in every trial's failure."""
-    values = space.define(keras_tuner.HyperParameters())
-    validate(apply_overrides(base, [f"{path}={value}" for path, value in values.items()]))
+    folder exists: a bad base or --set ends in one line here, not in every trial's failure. Then
+    every data setting the space can draw is checked against the data itself (a batch larger than
+    the training set, a crop larger than the images), which only reading the data can tell."""
+    hp = keras_tuner.HyperParameters()
+    first = space.define(hp)
+    validate(apply_overrides(base, [f"{path}={value}" for path, value in first.items()]))
+    sources: dict = {}
+    for data in data_settings(base, space, hp):
+        check_fits(data, sources)
+
+
+def data_settings(base: TrainConfig, space: Space, hp) -> list:
+    """The distinct DataConfigs of the trials: the first trial's, and each data.* hyperparameter at each
+    of its choices (or both ends of its range) with the others at their defaults."""
+    candidates = [dict(hp.values)]
+    for parameter in hp.space:
+        if not parameter.name.startswith("data."):
+            continue
+        values = getattr(parameter, "values", None) or [parameter.min_value, parameter.max_value]
+        candidates += [{**hp.values, parameter.name: value} for value in values]
+    settings = []
+    for values in candidates:
+        drawn = keras_tuner.HyperParameters()
+        space.define(drawn)  # registers them; then the drawn values replace the defaults
+        drawn.values.update(values)
+        assignments = [f"{path}={value}" for path, value in space.define(drawn).items()]
+        data = validate(apply_overrides(base, assignments)).data
+        if data not in settings:
+            settings.append(data)
+    return settings
 
 
 def run_search(

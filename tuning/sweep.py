@@ -22,6 +22,7 @@ once. Reruns of the same sweep resume; a rerun with other settings is refused (-
 TensorBoard's HParams view reads the sweep folder.
 """
 
+import dataclasses
 import os
 import statistics
 import tomllib
@@ -42,7 +43,7 @@ from keras_cnn.cli.common import (
     tracking_assignments,
 )
 from keras_cnn.config import TrainConfig, apply_overrides, validate
-from keras_cnn.data import prepare_data
+from keras_cnn.data import check_fits, prepare_data
 from keras_cnn.errors import UsageError
 from keras_cnn.evaluation import ensemble_probabilities
 from keras_cnn.io import atomic_write, csv_text
@@ -117,6 +118,9 @@ def main(argv=None):
             )
         )
     check_installed(next(iter(configs.values())).run.track)
+    sources = {}  # and against the data itself: a batch or crop it cannot give, before any arm trains
+    for cfg in configs.values():
+        check_fits(dataclasses.replace(cfg.data, folds=args.folds, fold=0) if args.folds else cfg.data, sources)
     claim(
         sweep_dir, {"base": base, "arms": arms, "set": args.set, "data_dir": extra, "folds": args.folds}, args.overwrite
     )

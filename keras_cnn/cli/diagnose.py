@@ -69,14 +69,14 @@ def build_parser():
         "--batch-size",
         type=int,
         help="the batch the checks train with, and the LR advice is for (default 128, less where the "
-        "model's activations at this image size would pass ~1 GB)",
+        "model's activations at this image size would pass ~512 MB)",
     )
     parser.add_argument(
         "--sample",
         type=int,
         default=1024,
         help="training images the checks use, drawn at random over the classes (default 1024; fewer where "
-        "they would pass 256 MB as float32)",
+        "they would pass 128 MB as float32)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto", help="as train.py's --precision")
@@ -142,7 +142,10 @@ def lr_advice(rate, batch_size):
     )
 
 
-ACTIVATION_BUDGET = 1 << 30  # bytes of layer outputs one training batch of the checks may hold
+# Bytes of layer outputs (float32, as activation_bytes counts them) one batch of the checks may have. A
+# training step holds about twice that with its gradients: resnet20 at 224 px (133 MB of outputs per
+# image) measured ~250 MB per image of peak memory, so 512 MB keeps diagnose under ~2 GB in all.
+ACTIVATION_BUDGET = 512 << 20
 
 
 def activation_bytes(model):
@@ -161,6 +164,14 @@ def check_batch(args, per_image):
     fits = max(2, ACTIVATION_BUDGET // max(per_image, 1))
     batch = args.batch_size or cap(min(128, fits), 32)  # KERAS_CNN_SMOKE=1: seconds of the same checks
     return batch, int(min(256, max(20, fits)))
+
+
+def announce_smaller_batch(model, shape, batch, per_image):
+    print(
+        f"batch {batch}, not 128: {model} at {shape[0]}x{shape[1]} holds "
+        f"~{per_image / 1e6:.0f} MB of activations per image (--batch-size to choose)",
+        file=sys.stderr,
+    )
 
 
 def diagnostic_config(args):
@@ -183,7 +194,7 @@ def diagnostic_config(args):
     return validate(apply_overrides(TrainConfig(), assignments + model_assignments(args)))
 
 
-def check_sample(data, cfg, *, memory=256 << 20):
+def check_sample(data, cfg, *, memory=128 << 20):
     """Seeded random training images (normalized) and labels for the checks, in random order.
 
     Random, not the split's first images: an image folder lists its files class by class, so those
@@ -230,22 +241,22 @@ def run_checks(args):
     per_image = activation_bytes(model)
     batch, probe_size = check_batch(args, per_image)
     if not args.batch_size and batch < 128:
-        print(
-            f"batch {batch}, not 128: {cfg.model.name} at {shape[0]}x{shape[1]} holds "
-            f"~{per_image / 1e6:.0f} MB of activations per image (--batch-size to choose)",
-            file=sys.stderr,
-        )
+        announce_smaller_batch(cfg.model.name, shape, batch, per_image)
     cfg = cfg.replace(data={"batch_size": batch})
     images, labels = check_sample(data, cfg)
+    del data  # the decoded sample: only the normalized images above are used from here on
     probe, probe_labels = tf.constant(images[:probe_size]), tf.constant(labels[:probe_size])
     checks = [
-        step("initial loss", lambda: d.initial_loss_check(model, probe, probe_labels, k)),
+        step("initial loss", lambda: d.initial_loss_check(model, probe, probe_labels, k, batch_size=batch)),
         step(
             "regularization raises the loss",
-            lambda: d.regularization_raises_loss_check(model, build(weight_decay=1e-2), probe, probe_labels),
+            lambda: d.regularization_raises_loss_check(
+                model, build(weight_decay=1e-2), probe, probe_labels, batch_size=batch
+            ),
         ),
         step(
-            "overfitting 20 images", lambda: d.overfit_check(cfg, images[:20], labels[:20], k, max_steps=cap(300, 30))
+            "overfitting 20 images",
+            lambda: d.overfit_check(cfg, images[:20], labels[:20], k, max_passes=cap(300, 30), batch_size=batch),
         ),
         step(
             "learning-rate range test",
@@ -254,7 +265,7 @@ def run_checks(args):
             ),
         ),
     ]
-    stats = step("activation statistics", lambda: d.activation_statistics(model, probe))
+    stats = step("activation statistics", lambda: d.activation_statistics(model, probe, batch_size=batch))
     if stats:
         d.plot_activation_histograms(stats, os.path.join(args.output_dir, "activations.png"))
         rows = [{key: v for key, v in s.items() if key != "values"} for s in stats]
@@ -266,16 +277,41 @@ def run_checks(args):
             lambda: d.update_ratio_check(cfg, images, labels, k, learning_rate=args.learning_rate)[0],
         )
     )
-    with precision_policy("float64"):
-        no_dropout = {"dropout": 0.0} if "dropout" in options_of(cfg.model.name) else {}
-        small = build(**no_dropout)
+    small, inputs = gradient_check_model(cfg, shape, k, images[:2])
     checks.append(
         step(
-            "gradient check (float64)",
-            lambda: d.gradient_check(small, images[:2].astype("float64"), labels[:2], per_variable=cap(6, 1))[0],
+            f"gradient check (float64, {inputs.shape[1]}x{inputs.shape[2]})",
+            lambda: d.gradient_check(small, inputs, labels[:2], per_variable=cap(6, 1))[0],
         )
     )
     return checks, batch
+
+
+GRADIENT_CHECK_SIDE = 64  # px: in float64 at photo sizes, each of the check's hundreds of passes takes ~0.5 s
+
+
+def gradient_check_model(cfg, shape, num_classes, images):
+    """(float64 model without dropout, float64 inputs) for the gradient check: the model at
+    GRADIENT_CHECK_SIDE px with the images resized to it, where that model has exactly the same
+    weights (a convnet that pools globally); else the model at the run's own size."""
+    no_dropout = {"dropout": 0.0} if "dropout" in options_of(cfg.model.name) else {}
+    options = {**model_options(cfg), **no_dropout}
+    with precision_policy("float64"):
+        full = create_model(cfg.model.name, shape, num_classes, **options)
+        if min(shape[:2]) > GRADIENT_CHECK_SIDE:
+            side = (GRADIENT_CHECK_SIDE, GRADIENT_CHECK_SIDE, shape[2])
+            try:
+                smaller = create_model(cfg.model.name, side, num_classes, **options)
+            except ValueError:  # a net that cannot take the smaller input (too many poolings)
+                smaller = None
+            if smaller is not None and _weight_shapes(smaller) == _weight_shapes(full):
+                resized = tf.image.resize(images, side[:2], antialias=True)
+                return smaller, tf.cast(resized, tf.float64).numpy()
+    return full, images.astype("float64")
+
+
+def _weight_shapes(model):
+    return [tuple(w.shape) for w in model.weights]
 
 
 def visualize_run(args):

@@ -46,6 +46,8 @@ FLAG_FIELDS = {
     "overwrite": "run.overwrite",
     "layer_stats": "run.layer_stats",
     "init_from": "run.init_from",
+    "weights": "run.weights",
+    "train_bn": "run.train_bn",
     "image_size": "data.image_size",
     "data_service": "data.service",
     "track": "run.track",
@@ -53,6 +55,21 @@ FLAG_FIELDS = {
     "experiment": "run.experiment",
     "register": "run.register",
 }
+
+
+def add_weights_args(parser):
+    parser.add_argument(
+        "--weights",
+        help="keras_* models: the backbone's starting weights: imagenet (downloaded once into Keras's cache), "
+        "none (random, the default), or a .weights.h5, .keras file or keras_cnn run folder",
+    )
+    parser.add_argument(
+        "--train-bn",
+        action="store_true",
+        default=None,
+        help="with --weights: the backbone's BatchNorm layers train (batch statistics, scale and offset) instead "
+        "of staying frozen in inference mode, as the Keras transfer-learning guide keeps them",
+    )
 
 
 def build_parser():
@@ -86,6 +103,7 @@ def build_parser():
         help="log per-layer sparsity, dead units, norms and update ratios (layer_stats.csv, TensorBoard)",
     )
     parser.add_argument("--init-from", help="warm start (fine-tuning) from another run directory or a checkpoint .npz")
+    add_weights_args(parser)
     parser.add_argument("--output-dir", help="where run directories go (default runs)")
     parser.add_argument("--name", help="run name (default <model>-<dataset>); the same name resumes")
     parser.add_argument(

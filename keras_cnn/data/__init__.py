@@ -41,8 +41,62 @@ class PreparedData(LoadedData):
 
 def prepare_data(cfg: DataConfig, *, verbose: int = 0) -> "PreparedData":
     """Load cfg.dataset, carve the validation split, fit normalization on the training part."""
-    loaded = load_data(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, on_corrupt=cfg.on_corrupt, verbose=verbose)
-    check_known_dataset(cfg.dataset, loaded, cfg.image_size)
+    loaded, train, validation, val_size = _carve(cfg, verbose)
+    shape = input_shape(cfg, train.image_shape)
+    train = place(train, cfg, verbose=verbose, label="training images")
+    validation = place(validation, cfg, verbose=verbose, label="validation images")
+    return PreparedData(
+        train=train,
+        validation=validation,
+        class_names=loaded.class_names,
+        description=loaded.description,
+        normalizer=Normalizer.fit(_statistics_sample(train), cfg.normalization),
+        val_size=val_size,
+        input_shape=shape,
+    )
+
+
+def check_fits(cfg: DataConfig, sources: dict | None = None) -> None:
+    """What prepare_data and a run's first epoch would refuse about this data, found without
+    decoding it (an image folder is listed, not read): a search or sweep calls this for every
+    data setting it will train before its first trial. `sources` keeps the loaded sources between
+    calls, for settings that differ only in how they use the same data."""
+    _, train, _, _ = _carve(cfg, 0, sources)
+    input_shape(cfg, train.image_shape)
+    check_full_batch(len(train), cfg.batch_size)
+
+
+def check_full_batch(num_train: int, batch_size: int) -> None:
+    if num_train < batch_size:
+        raise UsageError(
+            f"{num_train} training images make no full batch of {batch_size}; lower --batch-size (data.batch_size)"
+        )
+
+
+def input_shape(cfg: DataConfig, image_shape):
+    """What the model sees: the image shape, or the TF tutorial's crop of it."""
+    if cfg.augmentation != "tf_tutorial":
+        return image_shape
+    if cfg.crop_size >= min(image_shape[:2]):
+        raise UsageError(
+            f"data.crop_size {cfg.crop_size} must be smaller than the {image_shape[0]}x{image_shape[1]} images"
+        )
+    return (cfg.crop_size, cfg.crop_size, image_shape[2])
+
+
+def _carve(cfg, verbose, sources=None):
+    """(loaded, train, validation, val_size): the source's splits after the validation carve and the
+    limits, not yet placed (decoded) anywhere."""
+    key = (cfg.dataset, cfg.data_dir, cfg.image_size, cfg.on_corrupt)
+    if sources is not None and key in sources:
+        loaded = sources[key]
+    else:
+        loaded = load_data(
+            cfg.dataset, cfg.data_dir, image_size=cfg.image_size, on_corrupt=cfg.on_corrupt, verbose=verbose
+        )
+        check_known_dataset(cfg.dataset, loaded, cfg.image_size)
+        if sources is not None:
+            sources[key] = loaded
     train, validation = loaded.train, loaded.validation
     if cfg.folds:  # k-fold cross-validation over the source's training data
         folds = stratified_folds(train.labels, cfg.folds, cfg.split_seed)
@@ -57,25 +111,8 @@ def prepare_data(cfg: DataConfig, *, verbose: int = 0) -> "PreparedData":
         val_size = len(validation)
     # Stratified subsets keep every class, for smoke runs and tiny-subset checks. Drawn with the split's
     # seed, not the run's: runs of several seeds then validate on the same images (sweeps, ensembles).
-    train = place(_subset(train, cfg.train_limit, cfg.split_seed), cfg, verbose=verbose, label="training images")
-    validation = place(
-        _subset(validation, cfg.val_limit, cfg.split_seed), cfg, verbose=verbose, label="validation images"
-    )
-    normalizer = Normalizer.fit(_statistics_sample(train), cfg.normalization)
-    shape = train.image_shape
-    if cfg.augmentation == "tf_tutorial":
-        if cfg.crop_size >= min(shape[:2]):
-            raise UsageError(f"data.crop_size {cfg.crop_size} must be smaller than the {shape[0]}x{shape[1]} images")
-        shape = (cfg.crop_size, cfg.crop_size, shape[2])
-    return PreparedData(
-        train=train,
-        validation=validation,
-        class_names=loaded.class_names,
-        description=loaded.description,
-        normalizer=normalizer,
-        val_size=val_size,
-        input_shape=shape,
-    )
+    train = _subset(train, cfg.train_limit, cfg.split_seed)
+    return loaded, train, _subset(validation, cfg.val_limit, cfg.split_seed), val_size
 
 
 def _statistics_sample(split):

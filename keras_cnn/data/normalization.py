@@ -3,7 +3,8 @@
 Modes: `none` (x/255), `center` (subtract the per-channel mean), `standardize` (also divide
 by the per-channel std, the default), `pca_whiten` (decorrelate all pixels; small inputs only),
 `per_image` (each image minus its own mean, over its own std: the TF CIFAR-10 tutorial's
-tf.image.per_image_standardization).
+tf.image.per_image_standardization), `backbone` (pixels unchanged, 0..255: keras_* models
+scale them inside, models.applications).
 The statistics are saved with the run and the export puts them inside the served graph.
 """
 
@@ -18,7 +19,7 @@ import tensorflow as tf
 from keras_cnn.errors import UsageError, choose
 from keras_cnn.io import atomic_write
 
-MODES = ("none", "center", "standardize", "pca_whiten", "per_image")
+MODES = ("none", "center", "standardize", "pca_whiten", "per_image", "backbone")
 MAX_WHITEN_DIM = 4096  # a D x D covariance; beyond this PCA whitening is impractical
 WHITEN_EPSILON = 1e-2  # on [0, 1] pixels; keeps near-zero eigenvalues from exploding noise
 
@@ -47,6 +48,8 @@ class Normalizer:
         mean = tf.constant(self.mean, tf.float32)
         if self.mode == "none":
             return x / 255.0
+        if self.mode == "backbone":  # pixels as they are: the model's BackbonePreprocessing scales them
+            return x
         if self.mode == "center":
             return (x - mean) / 255.0
         if self.mode == "per_image":

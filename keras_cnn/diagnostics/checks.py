@@ -38,9 +38,17 @@ class Check:
         }
 
 
-def mean_loss(model, images, labels, *, training=True, include_regularization=False):
-    logits = model(images, training=training)
-    loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32))))
+def logits_of(model, images, *, training=True, batch_size=None):
+    """The model's float32 logits for `images`, in chunks of `batch_size`: a Keras functional call holds
+    every layer's output until it returns, ~100 MB per image for a convnet at photo sizes."""
+    batch_size = batch_size or len(images)
+    chunks = [model(images[i : i + batch_size], training=training) for i in range(0, len(images), batch_size)]
+    return tf.cast(tf.concat(chunks, axis=0), tf.float32)
+
+
+def mean_loss(model, images, labels, *, training=True, include_regularization=False, batch_size=None):
+    logits = logits_of(model, images, training=training, batch_size=batch_size)
+    loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
     if include_regularization and model.losses:
         loss += float(tf.add_n(model.losses))
     return loss
@@ -68,7 +76,7 @@ def _batches(images, labels, batch_size, seed=0):
 # ------------------------------------------------------------------------- 1. initial loss
 
 
-def initial_loss_check(model, images, labels, num_classes):
+def initial_loss_check(model, images, labels, num_classes, *, batch_size=None):
     """At initialization the loss should be near ln(num_classes), or what the logits' scale explains.
 
     For logits of standard deviation s across classes the expected loss is about
@@ -77,7 +85,7 @@ def initial_loss_check(model, images, labels, num_classes):
     moving statistics are still (0, 1) at initialization.
     """
     expected = math.log(num_classes)
-    logits = tf.cast(model(images, training=True), tf.float32)
+    logits = logits_of(model, images, batch_size=batch_size)
     loss = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
     scale = float(tf.reduce_mean(tf.math.reduce_std(logits, axis=-1)))
     explained = expected + scale**2 / 2
@@ -115,12 +123,12 @@ def initial_loss_check(model, images, labels, num_classes):
     return Check("initial_loss", "warn", round(loss, 4), f"{head}: {advice}")
 
 
-def regularization_raises_loss_check(plain_model, regularized_model, images, labels):
+def regularization_raises_loss_check(plain_model, regularized_model, images, labels, *, batch_size=None):
     """The same weights with L2 on must score a higher total loss than without (both in training mode,
     so BatchNorm normalizes by the batch, as the first step would)."""
     regularized_model.set_weights(plain_model.get_weights())
-    without = mean_loss(plain_model, images, labels)
-    with_reg = mean_loss(regularized_model, images, labels, include_regularization=True)
+    without = mean_loss(plain_model, images, labels, batch_size=batch_size)
+    with_reg = mean_loss(regularized_model, images, labels, include_regularization=True, batch_size=batch_size)
     status = "pass" if with_reg > without else "fail"
     return Check(
         "regularization_raises_loss",
@@ -133,9 +141,17 @@ def regularization_raises_loss_check(plain_model, regularized_model, images, lab
 # ---------------------------------------------------------------------- 2. overfit a subset
 
 
-def overfit_check(cfg, images, labels, num_classes, *, learning_rate=1e-3, max_steps=300):
+def overfit_check(cfg, images, labels, num_classes, *, learning_rate=1e-3, max_passes=300, batch_size=None):
     """A healthy net with regularization off drives training accuracy on ~20 examples to 100%
-    (Adam at `learning_rate`, the run's own model, precision and compiled step)."""
+    (Adam at `learning_rate`, the run's own model, precision and compiled step).
+
+    All of them in one batch where `batch_size` allows; else in equal micro-batches of at most that
+    many (the largest divisor of the count, so every pass sees each example once): at photo sizes
+    20 images of activations are gigabytes. `max_passes` counts passes over the examples.
+    """
+    count = len(labels)
+    batch = max(d for d in range(1, count + 1) if count % d == 0 and d <= (batch_size or count))
+    per_pass = count // batch
     cfg = _single_replica(
         cfg,
         optimizer={
@@ -146,35 +162,38 @@ def overfit_check(cfg, images, labels, num_classes, *, learning_rate=1e-3, max_s
             "clipnorm": None,
         },
         schedule={"name": "constant", "warmup_epochs": 0.0},
-        data={"batch_size": len(labels)},
+        data={"batch_size": batch},
     )
     built = build_training(
         cfg,
         image_shape=images.shape[1:],
         num_classes=num_classes,
-        steps_per_epoch=max_steps,
+        steps_per_epoch=max_passes * per_pass,
         strategy=tf.distribute.get_strategy(),
     )
-    batch = tf.data.Dataset.from_tensors((tf.constant(images), tf.constant(labels, tf.int32)))
-    stream = iter(batch.repeat())
+    examples = (tf.constant(images), tf.constant(labels, tf.int32))
+    stream = iter(tf.data.Dataset.from_tensor_slices(examples).shuffle(count, seed=0).repeat().batch(batch))
+    everything = tf.data.Dataset.from_tensor_slices(examples).batch(batch)
     accuracy, loss = 0.0, float("nan")
-    for step in range(10, max_steps + 1, 10):
+    done = f" in batches of {batch}" if batch < count else ""
+    for passes in range(10, max_passes + 1, 10):
         raise_if_requested("during the overfitting check", STOPPED)
-        totals = built.trainer.train_steps(stream, 10)
+        totals = built.trainer.train_steps(stream, 10 * per_pass)
         loss = totals[0] / totals[2]
-        accuracy = built.trainer.evaluate(batch)["accuracy"]
+        accuracy = built.trainer.evaluate(everything)["accuracy"]
         if accuracy == 1.0:
             return Check(
                 "overfit_tiny_subset",
                 "pass",
                 accuracy,
-                f"100% of {len(labels)} examples after {step} steps (loss {loss:.4f})",
+                f"100% of {count} examples after {passes} passes{done} (loss {loss:.4f})",
             )
     return Check(
         "overfit_tiny_subset",
         "fail",
         accuracy,
-        f"{accuracy:.0%} of {len(labels)} examples after {max_steps} steps (loss {loss:.4f}); check the learning rate and the model",
+        f"{accuracy:.0%} of {count} examples after {max_passes} passes{done} (loss {loss:.4f}); "
+        "check the learning rate and the model",
     )
 
 

@@ -4,7 +4,7 @@ Importing this package registers every family (mlp, cnn, alexnet, vgg, resnet) a
 custom layer they use, so `keras.models.load_model` finds them.
 """
 
-from keras_cnn.models import alexnet, cnn, inception, mlp, resnet, vgg  # noqa: F401  (each registers its models)
+from keras_cnn.models import alexnet, applications, cnn, inception, mlp, resnet, vgg  # noqa: F401  (each registers its models)
 from keras_cnn.models.registry import (
     Option,
     Spec,

@@ -8,7 +8,9 @@ import dataclasses
 
 import keras
 
+from keras_cnn.config import pretrained_backbone
 from keras_cnn.models import create_model
+from keras_cnn.models.applications import BACKBONE, freeze_batch_norm
 from keras_cnn.optimizers import OPTIMIZERS
 from keras_cnn.training.optim import WeightEMA, build_optimizer, per_example_loss
 from keras_cnn.training.precision import precision_policy, resolve_precision
@@ -54,6 +56,8 @@ def build_training(cfg, *, image_shape, num_classes, steps_per_epoch, strategy=N
     replicas = strategy.num_replicas_in_sync
     with precision_policy(precision), strategy.scope():
         model = create_model(cfg.model.name, image_shape, num_classes, **model_options(cfg))
+        if pretrained_backbone(cfg) and not cfg.run.train_bn:  # before the optimizer learns what trains
+            freeze_batch_norm(model.get_layer(BACKBONE))
         if replicas > 1:
             synchronize_batch_norm(model)
         optimizer, schedule = build_optimizer(

@@ -31,39 +31,64 @@ def activation_kind(layer):
     return getattr(kind, "__name__", layer.__class__.__name__.lower())
 
 
-def activation_statistics(model, images, *, training=True):
+HISTOGRAM_VALUES = 200_000  # per layer, kept for the histograms: a 224-px layer has millions per image
+
+
+def activation_statistics(model, images, *, training=True, batch_size=None):
     """Per activation layer: mean, std, fraction of zeros, fraction saturated (tanh/sigmoid).
 
     Training mode by default (batch statistics in BatchNorm), as in the first training step.
+    `batch_size` runs the images through in chunks of that many (every layer's output of one chunk
+    is held at once, which at photo sizes is ~100 MB per image); the statistics add up over the
+    chunks, and `values` keeps up to HISTOGRAM_VALUES of each layer's outputs for its histogram.
     """
     layers = activation_layers(model)
     if not layers:
         return []
     probe = keras.Model(model.inputs[0], [layer.output for layer in layers])
-    outputs = probe(images, training=training)
-    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    stats = []
-    for layer, out in zip(layers, outputs):
-        values = tf.cast(out, tf.float32).numpy()
-        kind = activation_kind(layer)
+    batch_size = batch_size or len(images)
+    totals = [_Moments() for _ in layers]
+    for start in range(0, len(images), batch_size):
+        outputs = probe(images[start : start + batch_size], training=training)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for layer, out, moments in zip(layers, outputs, totals):
+            moments.add(tf.cast(out, tf.float32).numpy(), activation_kind(layer))
+        del outputs
+    return [moments.row(layer.name, activation_kind(layer)) for layer, moments in zip(layers, totals)]
+
+
+class _Moments:
+    """Running sums of one layer's outputs over chunks (float64, so millions of values add exactly enough)."""
+
+    def __init__(self):
+        self.count = self.total = self.squares = self.zeros = self.saturated = 0.0
+        self.kept = []
+
+    def add(self, values, kind):
+        self.count += values.size
+        self.total += float(values.sum(dtype=np.float64))
+        self.squares += float(np.square(values, dtype=np.float64).sum())
+        self.zeros += float(np.count_nonzero(values == 0))
         if kind == "tanh":
-            saturated = float(np.mean(np.abs(values) > 0.99))
+            self.saturated += float(np.count_nonzero(np.abs(values) > 0.99))
         elif kind == "sigmoid":
-            saturated = float(np.mean((values < 0.01) | (values > 0.99)))
-        else:
-            saturated = None
-        stats.append(
-            {
-                "layer": layer.name,
-                "activation": kind,
-                "mean": float(values.mean()),
-                "std": float(values.std()),
-                "fraction_zero": float(np.mean(values == 0)),
-                "fraction_saturated": saturated,
-                "values": values,
-            }
-        )
-    return stats
+            self.saturated += float(np.count_nonzero((values < 0.01) | (values > 0.99)))
+        room = HISTOGRAM_VALUES - sum(v.size for v in self.kept)
+        if room > 0:
+            stride = max(1, values.size // HISTOGRAM_VALUES)  # evenly over the images, not the first rows
+            self.kept.append(values.ravel()[::stride][:room].copy())
+
+    def row(self, name, kind):
+        mean = self.total / self.count
+        return {
+            "layer": name,
+            "activation": kind,
+            "mean": mean,
+            "std": float(np.sqrt(max(self.squares / self.count - mean**2, 0.0))),
+            "fraction_zero": self.zeros / self.count,
+            "fraction_saturated": self.saturated / self.count if kind in ("tanh", "sigmoid") else None,
+            "values": np.concatenate(self.kept),
+        }
 
 
 def kernels(model):

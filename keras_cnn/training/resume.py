@@ -19,6 +19,7 @@ from keras_cnn.errors import ConfigMismatch, RunDamaged, UsageError
 from keras_cnn.optimizers import SCHEDULES
 from keras_cnn.run_dir import RunDir
 from keras_cnn.training.build import Built
+from keras_cnn.training.weights import load_backbone_weights
 
 
 class Mode(enum.Enum):
@@ -37,6 +38,7 @@ class Start:
     totals: Any = None  # the partial epoch's running sums (mid-epoch checkpoints)
     stopped: bool = False  # the run ended early (EarlyStopping) and is not to go on
     history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    weights: dict[str, Any] | None = None  # where --weights came from (a new run only), for its record
 
 
 def decide(run_dir: RunDir, cfg: TrainConfig) -> Mode:
@@ -97,9 +99,13 @@ def starting_point(run_dir: RunDir, built: Built, cfg: TrainConfig, mode: Mode) 
             start.history = resumed_history(run_dir, state)
             start.stopped = start.stopped and mode != Mode.EXTEND
             return start, mode
+    start = Start()
+    if cfg.run.weights not in (None, "none"):
+        start.weights = load_backbone_weights(built.model, cfg.run.weights)
+        sync_ema(built)
     if cfg.run.init_from:
         warm_start(built, cfg.run.init_from)
-    return Start(), mode
+    return start, mode
 
 
 def resumed_history(run_dir: RunDir, state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -129,7 +135,12 @@ def warm_start(built: Built, source: str) -> None:
         RunDir(os.path.dirname(source)).load_weights(built.model, checkpoint=source)
     else:
         raise UsageError(f"--init-from {source} does not exist; give a run directory or a checkpoint .npz")
-    if built.ema is not None:  # the average starts from the warm-started weights, not the random ones
+    sync_ema(built)
+
+
+def sync_ema(built: Built) -> None:
+    """The average starts from the warm-started weights, not the random ones."""
+    if built.ema is not None:
         for shadow, variable in zip(built.ema.shadows, built.ema.sources, strict=True):
             shadow.assign(variable.value)
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from keras_cnn import interrupts, plots
 from keras_cnn.config import TrainConfig, validate
-from keras_cnn.data import prepare_data
+from keras_cnn.data import check_full_batch, prepare_data
 from keras_cnn.errors import Interrupted, UsageError
 from keras_cnn.io import read_csv
 from keras_cnn.kernels import enabled as fast_kernels_enabled
@@ -53,7 +53,7 @@ class RunResult:
 def train(cfg: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (), verbose: int = 1) -> RunResult:
     """Run the job `cfg` describes; returns a RunResult. See keras_cnn.train for the callbacks."""
     cfg = smoke(cfg) if cfg.run.smoke else cfg  # seconds of the same work (CLIs: KERAS_CNN_SMOKE=1)
-    validate(cfg)  # 1. every value checked by rule, before anything is written
+    cfg = validate(cfg)  # 1. every value checked by rule, before anything is written
     callbacks = check_callbacks(callbacks)
     strategy = get_strategy(cfg.run.strategy)  # first TF work: multi_worker needs it before the runtime starts
     run_dir, chief = RunDir.for_config(cfg), is_chief()
@@ -71,7 +71,10 @@ def train(cfg: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (), 
         )  # 4. build
         start, mode = resume.starting_point(run_dir, built, cfg, mode)  # 5. resume or warm start
         if chief:  # 6. only now, with data, model and checkpoint known good, is anything written
-            resume.prepare(run_dir, cfg, mode, _new_record(cfg, data, built))
+            record = _new_record(cfg, data, built)
+            if start.weights:
+                record["weights"] = start.weights
+            resume.prepare(run_dir, cfg, mode, record)
             _write_run_files(run_dir, cfg, data, built, steps)
         run = Run(cfg, run_dir, data, built, chief, steps, list(start.history), start)
         callback_list = _callback_list(run, callbacks, verbose)
@@ -99,9 +102,8 @@ def steps_per_epoch(cfg, num_train, replicas):
         raise UsageError(
             f"batch size {cfg.data.batch_size} does not split over {replicas} replicas; use a multiple of {replicas}"
         )
+    check_full_batch(num_train, cfg.data.batch_size)
     steps = num_train // cfg.data.batch_size
-    if steps < 1:
-        raise UsageError(f"{num_train} training images make no full batch of {cfg.data.batch_size}; lower --batch-size")
     return min(steps, cfg.run.steps_per_epoch) if cfg.run.steps_per_epoch else steps
 
 
