@@ -17,8 +17,9 @@ import os
 import keras
 import numpy as np
 
+from keras_cnn.data.records import file_sha256
 from keras_cnn.errors import UsageError
-from keras_cnn.models.applications import APPLICATIONS, BACKBONE, is_application, make_backbone, registered_name
+from keras_cnn.models.applications import APPLICATIONS, BACKBONE, make_backbone, registered_name
 from keras_cnn.run_dir import RunDir
 
 SOURCES_HELP = "imagenet, none, or a path: a .weights.h5, a .keras file or a keras_cnn run folder"
@@ -27,11 +28,6 @@ SOURCES_HELP = "imagenet, none, or a path: a .weights.h5, a .keras file or a ker
 def load_backbone_weights(model: keras.Model, source: str) -> dict:
     """Set the backbone of keras_* `model` from `source`; returns where they came from, for the run record:
     {"source", "sha256" (of the file, for a file), "values_sha256" (of the weights as loaded)}."""
-    if not is_application(model.name):
-        raise UsageError(
-            f"--weights is for keras_* backbones, not {model.name}; warm-start keras_cnn's own models "
-            "with --init-from RUN"
-        )
     target = model.get_layer(BACKBONE)
     application = type_of(model)
     record = {"source": source}
@@ -93,10 +89,10 @@ def _backbone_of(donor):
 
 
 def copy_by_name(donor: keras.Model, target: keras.Model, source: str) -> None:
+    """Every weighted layer of `target` from `donor`'s layer of the same name, all checked before any is set."""
     layers = {layer.name: layer for layer in donor.layers}
-    for layer in target.layers:
-        if not layer.weights:
-            continue
+    pairs = []
+    for layer in (layer for layer in target.layers if layer.weights):
         found = layers.get(layer.name)
         shapes = [tuple(w.shape) for w in layer.weights]
         if found is None or [tuple(w.shape) for w in found.weights] != shapes:
@@ -104,21 +100,13 @@ def copy_by_name(donor: keras.Model, target: keras.Model, source: str) -> None:
                 f"--weights {source} is another architecture: it has no layer {layer.name!r} of the "
                 f"backbone's shapes {shapes}; give weights of the same keras.applications model"
             )
-    for layer in target.layers:
-        for variable, value in zip(layer.weights, layers.get(layer.name).weights if layer.weights else [], strict=True):
-            variable.assign(value)
+        pairs += zip(layer.weights, found.weights, strict=True)
+    for variable, value in pairs:
+        variable.assign(value)
 
 
 def values_sha256(model: keras.Model) -> str:
     digest = hashlib.sha256()
     for w in model.weights:
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
-    return digest.hexdigest()
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
     return digest.hexdigest()
