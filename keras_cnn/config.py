@@ -112,6 +112,9 @@ class RunConfig:
     init_from: str | None = None  # warm start: another run dir (its final weights) or a checkpoint .npz
     weights: str | None = None  # keras_* backbones: imagenet | none | a .weights.h5, .keras or run folder
     train_bn: bool = False  # with pretrained weights: the backbone's BatchNorm trains instead of staying frozen
+    freeze_epochs: int = 0  # fine-tuning: the first N epochs train the classifier only (training.finetune)
+    unfreeze: str = "all"  # then: all backbone layers train, or the top K holding weights ("K")
+    backbone_lr_multiplier: float = 1.0  # the backbone's learning rate, as a multiple of the classifier's
     smoke: bool = False  # seconds of the same work (presets.smoke); CLIs set it under KERAS_CNN_SMOKE=1
     track: str = "none"  # none | mlflow: log the run to an experiment tracker (keras_cnn.tracking)
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite <output_dir>/mlflow.db
@@ -309,6 +312,9 @@ RULES: dict[str, rules.Rule] = {
     "run.keep_checkpoints": "count",
     "run.init_from": "nonempty?",
     "run.weights": "nonempty?",
+    "run.freeze_epochs": "size",
+    "run.unfreeze": "nonempty",
+    "run.backbone_lr_multiplier": "rate",
     "run.track": TRACKERS,
     "run.tracking_uri": "nonempty?",
     "run.experiment": "nonempty?",
@@ -397,10 +403,24 @@ def _check_combinations(cfg: TrainConfig) -> None:
         raise UsageError(
             f"--weights is for keras_* backbones, not {cfg.model.name}; warm-start keras_cnn's own models with --init-from RUN"
         )
+    _check_fine_tuning(cfg)
     if cfg.run.register and (cfg.run.track != "mlflow" or not cfg.run.export):
         raise UsageError("--register needs --track mlflow and the run's export (run.export=true)")
     if list(cfg.schedule.boundaries) != sorted(cfg.schedule.boundaries):
         raise UsageError(f"schedule.boundaries must be in increasing order, got {list(cfg.schedule.boundaries)}")
+
+
+def _check_fine_tuning(cfg: TrainConfig) -> None:
+    run = cfg.run
+    unfreeze = run.unfreeze.strip()
+    if unfreeze != "all" and not (unfreeze.isdigit() and int(unfreeze) >= 1):
+        raise UsageError(f"--unfreeze takes all or a number of layers K >= 1, got {run.unfreeze!r}")
+    phased = run.freeze_epochs or unfreeze != "all" or run.backbone_lr_multiplier != 1.0
+    if phased and not (pretrained_backbone(cfg) or run.init_from):
+        raise UsageError(
+            "--freeze-epochs, --unfreeze and --backbone-lr-multiplier fine-tune trained weights: pass --weights "
+            "(keras_* models) or --init-from RUN; a random backbone has nothing worth keeping"
+        )
 
 
 # ------------------------------------------------------------------- comparing configs

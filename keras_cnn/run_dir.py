@@ -201,7 +201,9 @@ class RunDir:
         return [_typed_history_row(r) for r in read_csv(self.history_path)]
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
-        atomic_write(self.history_path, csv_text(rows, HISTORY_COLUMNS))
+        # Fine-tuning runs say each epoch's phase (training.finetune); other runs have none.
+        columns = HISTORY_COLUMNS + (["phase"] if any("phase" in r for r in rows) else [])
+        atomic_write(self.history_path, csv_text(rows, columns))
 
     # ------------------------------------------------------------- normalization
 
@@ -411,6 +413,8 @@ def _typed_history_row(row: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
         elif key in ("epoch", "step"):
             out[key] = int(float(value))
+        elif key == "phase":
+            out[key] = value
         else:
             out[key] = float(value)
     return out

@@ -131,6 +131,30 @@ def mnist_config(data_dir, output_dir, *overrides):
     )
 
 
+def tiny_run(name, data, out, *extra):
+    """Two steps of batch 8 of model `name` on the CIFAR folder fixture (16 train, 8 validation), Adam."""
+    from keras_cnn.config import TrainConfig, apply_overrides
+
+    return apply_overrides(
+        TrainConfig(),
+        [
+            f"model.name={name}",
+            "data.dataset=cifar10",
+            f"data.data_dir={data}",
+            "data.train_limit=16",
+            "data.val_limit=8",
+            "data.batch_size=8",
+            "run.epochs=1",
+            "run.steps_per_epoch=2",
+            "run.precision=float32",
+            f"run.output_dir={out}",
+            "optimizer.name=adam",
+            "optimizer.learning_rate=0.001",
+            *extra,
+        ],
+    )
+
+
 @pytest.fixture(scope="session")
 def trained_mlp(mnist_small, tmp_path_factory):
     """The session's trained MLP: 784-128-10 on the 600-image MNIST fixture, 5 epochs of batch 32, EMA on."""

@@ -21,7 +21,7 @@ from keras_cnn.data import prepare_data
 from keras_cnn.models import create_model, list_models
 from keras_cnn.models.applications import APPLICATIONS, make_backbone, registered_name
 
-from conftest import ROOT, child_env
+from conftest import ROOT, child_env, tiny_run
 
 BACKBONES = [m for m in list_models() if m.startswith("keras_")]
 ONE_PER_MODE = {"keras_resnet50", "keras_mobilenetv2", "keras_densenet121", "keras_mobilenetv3small"}
@@ -48,27 +48,6 @@ def documented_preprocessing(application):
     if family == "ResNet" and application.endswith("V2"):
         family = "ResNetV2"
     return getattr(keras.applications, PREPROCESS_MODULES[family]).preprocess_input
-
-
-def tiny_run(name, data, out, *extra):
-    return apply_overrides(
-        TrainConfig(),
-        [
-            f"model.name={name}",
-            "data.dataset=cifar10",
-            f"data.data_dir={data}",
-            "data.train_limit=16",
-            "data.val_limit=8",
-            "data.batch_size=8",
-            "run.epochs=1",
-            "run.steps_per_epoch=2",
-            "run.precision=float32",
-            f"run.output_dir={out}",
-            "optimizer.name=adam",
-            "optimizer.learning_rate=0.001",
-            *extra,
-        ],
-    )
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,9 @@ FLAG_FIELDS = {
     "init_from": "run.init_from",
     "weights": "run.weights",
     "train_bn": "run.train_bn",
+    "freeze_epochs": "run.freeze_epochs",
+    "unfreeze": "run.unfreeze",
+    "backbone_lr_multiplier": "run.backbone_lr_multiplier",
     "image_size": "data.image_size",
     "data_service": "data.service",
     "track": "run.track",
@@ -69,6 +72,24 @@ def add_weights_args(parser):
         default=None,
         help="with --weights: the backbone's BatchNorm layers train (batch statistics, scale and offset) instead "
         "of staying frozen in inference mode, as the Keras transfer-learning guide keeps them",
+    )
+    parser.add_argument(
+        "--freeze-epochs",
+        type=int,
+        metavar="N",
+        help="with --weights or --init-from: the first N epochs train the classifier only, the backbone frozen "
+        "(its BatchNorm in inference mode); then --unfreeze",
+    )
+    parser.add_argument(
+        "--unfreeze",
+        metavar="all|K",
+        help="after --freeze-epochs: all backbone layers train (default), or only the top K that hold weights",
+    )
+    parser.add_argument(
+        "--backbone-lr-multiplier",
+        type=float,
+        metavar="X",
+        help="the backbone trains at X times the classifier's learning rate (default 1; e.g. 0.1), one replica",
     )
 
 
@@ -102,7 +123,11 @@ def build_parser():
         default=None,
         help="log per-layer sparsity, dead units, norms and update ratios (layer_stats.csv, TensorBoard)",
     )
-    parser.add_argument("--init-from", help="warm start (fine-tuning) from another run directory or a checkpoint .npz")
+    parser.add_argument(
+        "--init-from",
+        help="warm start (fine-tuning) from another run directory (of the same model; with another class count "
+        "every weight but the classifier's) or a checkpoint .npz",
+    )
     add_weights_args(parser)
     parser.add_argument("--output-dir", help="where run directories go (default runs)")
     parser.add_argument("--name", help="run name (default <model>-<dataset>); the same name resumes")

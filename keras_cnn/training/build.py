@@ -9,9 +9,10 @@ import dataclasses
 import keras
 
 from keras_cnn.config import pretrained_backbone
+from keras_cnn.errors import UsageError
 from keras_cnn.models import create_model
-from keras_cnn.models.applications import BACKBONE, freeze_batch_norm
 from keras_cnn.optimizers import OPTIMIZERS
+from keras_cnn.training.finetune import FineTuning, fine_tuning_for
 from keras_cnn.training.optim import WeightEMA, build_optimizer, per_example_loss
 from keras_cnn.training.precision import precision_policy, resolve_precision
 from keras_cnn.training.strategy import get_strategy
@@ -27,6 +28,16 @@ class Built:
     trainer: Trainer
     precision: str  # the Keras dtype policy actually used
     strategy: object
+    fine_tuning: FineTuning | None = None  # phases and the backbone's rate (training.finetune)
+
+    def enter_epoch(self, epoch: int) -> str | None:
+        """Fine-tuning: the phase of 0-based `epoch`, entered (and the step re-traced) if it is new."""
+        if self.fine_tuning is None:
+            return None
+        ft = self.fine_tuning
+        if ft.enter(ft.phase_of(epoch)):
+            self.trainer.retrace(ft.scaled_variables(), ft.lr_multiplier)
+        return ft.phase
 
     def checkpoint_groups(self):
         """The variables a checkpoint holds. model.variables, not weights: dropout's
@@ -56,8 +67,17 @@ def build_training(cfg, *, image_shape, num_classes, steps_per_epoch, strategy=N
     replicas = strategy.num_replicas_in_sync
     with precision_policy(precision), strategy.scope():
         model = create_model(cfg.model.name, image_shape, num_classes, **model_options(cfg))
-        if pretrained_backbone(cfg) and not cfg.run.train_bn:  # before the optimizer learns what trains
-            freeze_batch_norm(model.get_layer(BACKBONE))
+        # Before the optimizer learns what trains: with phases, all the fine-tune phase trains.
+        fine_tuning = fine_tuning_for(cfg, model, freeze_bn=pretrained_backbone(cfg) and not cfg.run.train_bn)
+        if fine_tuning is not None:
+            fine_tuning.train_superset()
+            if fine_tuning.lr_multiplier != 1.0 and replicas > 1:
+                # Trainer scales the backbone's update by assigning in replica context, which
+                # mirrored variables refuse.
+                raise UsageError(
+                    f"--backbone-lr-multiplier runs on one replica, not {replicas}; "
+                    "train with --strategy default or leave the multiplier at 1"
+                )
         if replicas > 1:
             synchronize_batch_norm(model)
         optimizer, schedule = build_optimizer(
@@ -80,7 +100,9 @@ def build_training(cfg, *, image_shape, num_classes, steps_per_epoch, strategy=N
         ema=ema,
         jit_compile=cfg.run.jit_compile,
     )
-    return Built(model, optimizer, schedule, ema, trainer, precision, strategy)
+    built = Built(model, optimizer, schedule, ema, trainer, precision, strategy, fine_tuning)
+    built.enter_epoch(0)
+    return built
 
 
 def synchronize_batch_norm(model):

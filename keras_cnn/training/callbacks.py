@@ -83,9 +83,10 @@ def _set_direction(cb):
 
 
 def epoch_logs(row):
-    """A history.csv row under Keras's log names."""
+    """A history.csv row's numbers under Keras's log names (Keras callbacks take numbers only: the
+    fine-tuning phase, a word, stays in history.csv)."""
     names = {"train_loss": "loss", "train_accuracy": "accuracy", "lr": "learning_rate"}
-    return {names.get(k, k): v for k, v in row.items() if k not in ("epoch", "step") and v not in (None, "")}
+    return {names.get(k, k): v for k, v in row.items() if k not in ("epoch", "step", "phase") and v not in (None, "")}
 
 
 class TensorBoardScalars(RunCallback):

@@ -76,8 +76,11 @@ def fit(run, callbacks):
         signum = _agreed_stop(run)
         if signum:  # at an epoch boundary the last checkpoint is already this position
             raise Interrupted(signum, f"at epoch {epoch + 1}, step {start_batch}")
+        phase = run.built.enter_epoch(epoch)  # fine-tuning: what trains this epoch
         callbacks.on_epoch_begin(epoch)
         row, seconds, images = _train_epoch(run, callbacks, epoch, start_batch, outcome)
+        if phase is not None:
+            row["phase"] = phase
         start_batch = 0
         outcome.train_seconds += seconds
         outcome.train_images += images

@@ -40,6 +40,8 @@ class Progress(RunCallback):
             f"precision {built.precision}, {_strategy_words(built.strategy)}; "
             f"{run.steps_per_epoch} steps per epoch of {run.cfg.data.batch_size}, {run.cfg.run.epochs} epochs -> {run.run_dir.path}"
         )
+        if built.fine_tuning is not None:
+            self._print(built.fine_tuning.describe())
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start, self.last_line = epoch + 1, time.perf_counter(), time.perf_counter()
@@ -70,8 +72,9 @@ class Progress(RunCallback):
             return
         val = f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}" if "val_accuracy" in logs else ""
         ema = f" ema_val_acc {logs['ema_val_accuracy']:.4f}" if "ema_val_accuracy" in logs else ""
+        phase = self.run.built.fine_tuning.phase if self.run.built.fine_tuning is not None else None
         line = (
-            f"epoch {epoch + 1}/{self.params['epochs']} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}{ema} "
+            f"epoch {epoch + 1}/{self.params['epochs']}{f' ({phase})' if phase else ''} loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}{val}{ema} "
             f"lr {logs['learning_rate']:.4g} {logs['images_per_sec']:,.0f} img/s {format_duration(logs['seconds'])}"
         )
         self._print(("\r" if self.tty else "") + line + (" " * 12 if self.tty else ""))

@@ -19,6 +19,7 @@ from keras_cnn.errors import ConfigMismatch, RunDamaged, UsageError
 from keras_cnn.optimizers import SCHEDULES
 from keras_cnn.run_dir import RunDir
 from keras_cnn.training.build import Built
+from keras_cnn.training.finetune import classifier_layer
 from keras_cnn.training.weights import load_backbone_weights
 
 
@@ -122,20 +123,38 @@ def resumed_history(run_dir: RunDir, state: dict[str, Any]) -> list[dict[str, An
 
 
 def warm_start(built: Built, source: str) -> None:
-    """Fine-tuning: start from another run's final weights (model.keras) or a checkpoint's."""
+    """Fine-tuning: start from another run's final weights (model.keras) or a checkpoint's. A run
+    with another class count (or dataset) gives every weight but its classifier, which starts new."""
     if os.path.isdir(source):
-        weights = RunDir(source).load_model().weights
-        if [tuple(w.shape) for w in weights] != [tuple(w.shape) for w in built.model.weights]:
-            raise UsageError(
-                f"--init-from {source} holds another architecture or class count; its weights do not fit this model"
-            )
-        for target, value in zip(built.model.weights, weights, strict=True):
-            target.assign(value.numpy())
+        copy_all_but_a_new_classifier(RunDir(source).load_model(), built.model, source)
     elif os.path.isfile(source):
         RunDir(os.path.dirname(source)).load_weights(built.model, checkpoint=source)
     else:
         raise UsageError(f"--init-from {source} does not exist; give a run directory or a checkpoint .npz")
     sync_ema(built)
+
+
+def copy_all_but_a_new_classifier(donor: Any, model: Any, source: str) -> None:
+    """Every weight of `donor` into `model`; the classifier's too where the class counts agree."""
+    theirs, mine = list(donor.weights), list(model.weights)
+    if _shapes(theirs) != _shapes(mine):
+        theirs, mine = _without_classifier(donor), _without_classifier(model)
+        if _shapes(theirs) != _shapes(mine):
+            raise UsageError(
+                f"--init-from {source} is a {donor.name} of other layer shapes (another architecture, options "
+                f"or input size) than this {model.name}; its weights do not fit this model"
+            )
+    for target, value in zip(mine, theirs, strict=True):
+        target.assign(value.numpy())
+
+
+def _shapes(weights: list[Any]) -> list[tuple[int, ...]]:
+    return [tuple(w.shape) for w in weights]
+
+
+def _without_classifier(model: Any) -> list[Any]:
+    classifier = {id(w) for w in classifier_layer(model).weights}
+    return [w for w in model.weights if id(w) not in classifier]
 
 
 def sync_ema(built: Built) -> None:

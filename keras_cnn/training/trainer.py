@@ -18,16 +18,25 @@ class Trainer:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.strategy, self.ema = strategy, ema
         self.global_batch_size = global_batch_size
-        self._train = tf.function(self._train_steps)
+        self.jit_compile = jit_compile
+        self.retrace()
         # The whole pass over the validation set is one graph: per-batch Python calls cost more than
         # small models' evaluation steps.
         self._evaluate = tf.function(self._evaluate_all)
-        if jit_compile:
-            self._gradients = tf.function(self._gradients, jit_compile=True)
+
+    def retrace(self, scaled_variables=(), multiplier=1.0):
+        """New compiled training steps: a traced step keeps the trainable variables of its tracing
+        (fine-tuning phases change them). `scaled_variables` take `multiplier` times the update
+        the optimizer makes (training.finetune's backbone learning rate)."""
+        self._scaled, self._multiplier = list(scaled_variables), multiplier
+        self._train = tf.function(self._train_steps)
+        self._gradients = (
+            tf.function(self._forward_backward, jit_compile=True) if self.jit_compile else self._forward_backward
+        )
 
     # ------------------------------------------------------------------ training
 
-    def _gradients(self, images, labels):
+    def _forward_backward(self, images, labels):
         """Forward and backward pass for one replica's batch (XLA-compiled by flag)."""
         model = self.model
         with tf.GradientTape() as tape:
@@ -44,8 +53,13 @@ class Trainer:
 
     def _replica_step(self, images, labels):
         grads, stats = self._gradients(images, labels)
+        before = [tf.identity(v.value) for v in self._scaled]
         # Outside any XLA cluster: applying gradients all-reduces them across replicas.
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        # A learning rate times m for these variables: their update, scaled. Exact for every
+        # optimizer here, whose update (decoupled weight decay included) is linear in the rate.
+        for variable, old in zip(self._scaled, before):
+            variable.assign(old + self._multiplier * (variable.value - old))
         return stats
 
     def _train_steps(self, iterator, num_steps):
