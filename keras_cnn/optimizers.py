@@ -35,6 +35,8 @@ class OptimizerConfig:
     clipnorm: float | None = _rule("rate?", None)
     label_smoothing: float = _rule("fraction", 0.0)
     loss: str = _rule(LOSSES, "categorical_crossentropy")
+    # None | balanced | CLASS=W,...: each training example's loss times its class's weight (training.class_weights)
+    class_weight: str | None = _rule("nonempty?", None)
     scale_lr_with_replicas: bool = False
 
 

@@ -51,6 +51,7 @@ FLAG_FIELDS = {
     "freeze_epochs": "run.freeze_epochs",
     "unfreeze": "run.unfreeze",
     "backbone_lr_multiplier": "run.backbone_lr_multiplier",
+    "class_weight": "optimizer.class_weight",
     "image_size": "data.image_size",
     "data_service": "data.service",
     "track": "run.track",
@@ -129,6 +130,12 @@ def build_parser():
         "every weight but the classifier's) or a checkpoint .npz",
     )
     add_weights_args(parser)
+    parser.add_argument(
+        "--class-weight",
+        metavar="balanced|CLASS=W,...",
+        help="weigh each training example's loss by its class: balanced (inverse class frequency) or "
+        "weights by class name (others 1); evaluation stays unweighted",
+    )
     parser.add_argument("--output-dir", help="where run directories go (default runs)")
     parser.add_argument("--name", help="run name (default <model>-<dataset>); the same name resumes")
     parser.add_argument(

@@ -57,10 +57,13 @@ def model_options(cfg):
     return options
 
 
-def build_training(cfg, *, image_shape, num_classes, steps_per_epoch, strategy=None, learning_rate=None):
+def build_training(
+    cfg, *, image_shape, num_classes, steps_per_epoch, strategy=None, learning_rate=None, class_weights=None
+):
     """Everything a training step needs, under cfg.run.precision and the strategy's scope.
 
     learning_rate: a LearningRateSchedule replacing cfg's schedule (the LR range test ramps it).
+    class_weights: one loss weight per class (training.class_weights), or None.
     """
     strategy = strategy or get_strategy(cfg.run.strategy)
     precision = resolve_precision(cfg.run.precision)
@@ -99,6 +102,7 @@ def build_training(cfg, *, image_shape, num_classes, steps_per_epoch, strategy=N
         global_batch_size=cfg.data.batch_size,
         ema=ema,
         jit_compile=cfg.run.jit_compile,
+        class_weights=class_weights,
     )
     built = Built(model, optimizer, schedule, ema, trainer, precision, strategy, fine_tuning)
     built.enter_epoch(0)

@@ -8,8 +8,11 @@ also prints a line at every epoch's validation and the non-terminal progress eve
 import sys
 import time
 
+import numpy as np
+
 from keras_cnn.console import format_duration
 from keras_cnn.training.callbacks import RunCallback
+from keras_cnn.training.class_weights import describe_counts
 
 LOG_INTERVAL = 30.0  # seconds between progress lines when stdout is not a terminal
 
@@ -40,6 +43,11 @@ class Progress(RunCallback):
             f"precision {built.precision}, {_strategy_words(built.strategy)}; "
             f"{run.steps_per_epoch} steps per epoch of {run.cfg.data.batch_size}, {run.cfg.run.epochs} epochs -> {run.run_dir.path}"
         )
+        weights = built.trainer.class_weights
+        if weights is not None or _imbalanced(data.train.labels, data.num_classes):
+            self._print(
+                describe_counts(data.train.labels, data.class_names, None if weights is None else weights.numpy())
+            )
         if built.fine_tuning is not None:
             self._print(built.fine_tuning.describe())
 
@@ -78,6 +86,12 @@ class Progress(RunCallback):
             f"lr {logs['learning_rate']:.4g} {logs['images_per_sec']:,.0f} img/s {format_duration(logs['seconds'])}"
         )
         self._print(("\r" if self.tty else "") + line + (" " * 12 if self.tty else ""))
+
+
+def _imbalanced(labels, num_classes):
+    """The smallest class has under half the largest's images: worth a line at the run's start."""
+    counts = np.bincount(labels, minlength=num_classes)
+    return counts.min() * 2 < counts.max()
 
 
 def summary_line(result, cfg, runs_csv):

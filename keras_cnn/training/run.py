@@ -28,6 +28,7 @@ from keras_cnn.run_dir import RunDir, append_run_row
 from keras_cnn.training import resume
 from keras_cnn.training.build import build_training
 from keras_cnn.training.callbacks import RunCallback, TensorBoardScalars, check_callbacks
+from keras_cnn.training.class_weights import class_weights
 from keras_cnn.training.fit import Run, fit
 from keras_cnn.training.progress import Progress, summary_line
 from keras_cnn.training.provenance import reproducibility_record
@@ -66,8 +67,14 @@ def train(cfg: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (), 
         data = prepare_data(cfg.data, verbose=verbose)  # 3. data errors surface before the disk is touched
         interrupts.raise_if_requested("while loading data")
         steps = steps_per_epoch(cfg, len(data.train), strategy.num_replicas_in_sync)
+        weights = class_weights(cfg.optimizer.class_weight, data.train.labels, data.class_names)
         built = build_training(
-            cfg, image_shape=data.input_shape, num_classes=data.num_classes, steps_per_epoch=steps, strategy=strategy
+            cfg,
+            image_shape=data.input_shape,
+            num_classes=data.num_classes,
+            steps_per_epoch=steps,
+            strategy=strategy,
+            class_weights=weights,
         )  # 4. build
         start, mode = resume.starting_point(run_dir, built, cfg, mode)  # 5. resume or warm start
         if chief:  # 6. only now, with data, model and checkpoint known good, is anything written
@@ -138,6 +145,9 @@ def _new_record(cfg, data, built):
             "replicas": built.strategy.num_replicas_in_sync,
             "fast_kernels": fast_kernels_enabled(),
             "smoke": cfg.run.smoke,
+            "class_weights": None
+            if built.trainer.class_weights is None
+            else built.trainer.class_weights.numpy().tolist(),
         },
         "reproducibility": reproducibility_record(cfg),
     }

@@ -14,8 +14,12 @@ SUM = tf.distribute.ReduceOp.SUM
 class Trainer:
     """Owns the compiled train and eval functions for one model/optimizer under one strategy."""
 
-    def __init__(self, model, optimizer, loss_fn, strategy, *, global_batch_size, ema=None, jit_compile=False):
+    def __init__(
+        self, model, optimizer, loss_fn, strategy, *, global_batch_size, ema=None, jit_compile=False, class_weights=None
+    ):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        # Per-class loss weights (training.class_weights), for training only: evaluation is unweighted.
+        self.class_weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
         self.strategy, self.ema = strategy, ema
         self.global_batch_size = global_batch_size
         self.jit_compile = jit_compile
@@ -42,6 +46,8 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             per_example = self.loss_fn(labels, logits)
+            if self.class_weights is not None:
+                per_example *= tf.gather(self.class_weights, labels)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
