@@ -61,7 +61,13 @@ FLAG_FIELDS = {
 }
 
 
-def add_weights_args(parser):
+def add_fine_tuning_args(parser):
+    """Starting weights, the fine-tuning phases and class weights: what a user's own photos need."""
+    parser.add_argument(
+        "--init-from",
+        help="warm start (fine-tuning) from another run directory (of the same model; with another class count "
+        "every weight but the classifier's) or a checkpoint .npz",
+    )
     parser.add_argument(
         "--weights",
         help="keras_* models: the backbone's starting weights: imagenet (downloaded once into Keras's cache), "
@@ -91,6 +97,12 @@ def add_weights_args(parser):
         type=float,
         metavar="X",
         help="the backbone trains at X times the classifier's learning rate (default 1; e.g. 0.1), one replica",
+    )
+    parser.add_argument(
+        "--class-weight",
+        metavar="balanced|CLASS=W,...",
+        help="weigh each training example's loss by its class: balanced (inverse class frequency) or "
+        "weights by class name (others 1); evaluation stays unweighted",
     )
 
 
@@ -124,18 +136,7 @@ def build_parser():
         default=None,
         help="log per-layer sparsity, dead units, norms and update ratios (layer_stats.csv, TensorBoard)",
     )
-    parser.add_argument(
-        "--init-from",
-        help="warm start (fine-tuning) from another run directory (of the same model; with another class count "
-        "every weight but the classifier's) or a checkpoint .npz",
-    )
-    add_weights_args(parser)
-    parser.add_argument(
-        "--class-weight",
-        metavar="balanced|CLASS=W,...",
-        help="weigh each training example's loss by its class: balanced (inverse class frequency) or "
-        "weights by class name (others 1); evaluation stays unweighted",
-    )
+    add_fine_tuning_args(parser)
     parser.add_argument("--output-dir", help="where run directories go (default runs)")
     parser.add_argument("--name", help="run name (default <model>-<dataset>); the same name resumes")
     parser.add_argument(
