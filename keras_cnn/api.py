@@ -9,6 +9,7 @@ from keras_cnn.export import ExportOnFinish
 from keras_cnn.tracking import check_installed
 from keras_cnn.tracking.tracker import MlflowTracker
 from keras_cnn.training.layer_stats import LayerStats
+from keras_cnn.training.multi_label import ThresholdOnFinish
 from keras_cnn.training.run import RunResult
 from keras_cnn.training.run import train as _train
 
@@ -29,6 +30,8 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
     extra = []
     if config.run.layer_stats:
         extra.append(LayerStats())
+    if config.data.multi_label:  # before the export, which serves the threshold it chooses
+        extra.append(ThresholdOnFinish())
     if config.run.export:
         extra.append(ExportOnFinish())
     if config.run.track == "mlflow":

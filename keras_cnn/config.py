@@ -45,7 +45,8 @@ __all__ = [
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     dataset: str = "cifar10"
-    data_dir: str | None = None
+    data_dir: str | None = None  # an image folder, a labels .csv, an .npz, prepared TFRecords or a TFDS dir
+    multi_label: bool = False  # a labels CSV's a;b labels: sigmoid outputs, binary cross-entropy, mAP
     val_size: int | None = None  # None: 5,000 for CIFAR, 10,000 for MNIST, else 10%
     split_seed: int = 0
     batch_size: int = 128  # global, split across replicas
@@ -404,6 +405,11 @@ def _check_combinations(cfg: TrainConfig) -> None:
             f"--weights is for keras_* backbones, not {cfg.model.name}; warm-start keras_cnn's own models with --init-from RUN"
         )
     _check_fine_tuning(cfg)
+    if cfg.data.multi_label and cfg.optimizer.loss not in ("categorical_crossentropy", "binary_crossentropy"):
+        raise UsageError(
+            f"--multi-label trains one sigmoid per class with binary cross-entropy, not optimizer.loss={cfg.optimizer.loss}; "
+            "leave optimizer.loss unset"
+        )
     if cfg.run.register and (cfg.run.track != "mlflow" or not cfg.run.export):
         raise UsageError("--register needs --track mlflow and the run's export (run.export=true)")
     if list(cfg.schedule.boundaries) != sorted(cfg.schedule.boundaries):

@@ -43,11 +43,13 @@ def classification_metrics(probabilities, labels, class_names):
 
 
 def write_evaluation(out_dir, summary, per_class, confusion, class_names):
+    """evaluation.json, per_class.csv and (single-label: confusion is not None) the confusion matrix."""
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "evaluation.json"), summary)
-    atomic_write(
-        os.path.join(out_dir, "per_class.csv"), csv_text(per_class, ["class", "support", "precision", "recall", "f1"])
-    )
+    columns = ["class", "support", *(["ap"] if confusion is None else []), "precision", "recall", "f1"]
+    atomic_write(os.path.join(out_dir, "per_class.csv"), csv_text(per_class, columns))
+    if confusion is None:
+        return
     rows = [
         {"true\\predicted": name, **{c: int(v) for c, v in zip(class_names, row)}}
         for name, row in zip(class_names, confusion)
@@ -82,10 +84,12 @@ def plot_confusion(confusion, class_names, path):
 
 
 def run_predictor(run_dir):
-    """probabilities(uint8 images) of a run's final model: its evaluation crop, its normalization, softmax."""
+    """probabilities(uint8 images) of a run's final model: its evaluation crop, its normalization,
+    softmax (a multi-label run's: sigmoid)."""
     run = RunDir(run_dir)
     model, normalizer, data_cfg = run.load_model(), run.load_normalizer(), run.read_config().data
-    return lambda images: tf.nn.softmax(
+    squash = tf.sigmoid if data_cfg.multi_label else tf.nn.softmax
+    return lambda images: squash(
         tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32)
     ).numpy()
 

@@ -8,6 +8,8 @@ training precision, both loadable with plain `tf.saved_model.load` (no keras_cnn
   `classes` [None] int64, `class_names` [None] string (the predicted class's name);
 - `serve_image_bytes`: `image_bytes`, string [None] of encoded JPEG/PNG/GIF/BMP, decoded to C
   channels and resized (bilinear) to H x W inside the graph; same outputs.
+A multi-label run's (data.multi_label) `probabilities` are per-class sigmoids, and both signatures
+add `above_threshold` [None, K] bool: the classes at or above the threshold chosen on validation.
 `images` must have exactly the training size (other sizes fail with an error naming the
 expected shape); send files of any size through `image_bytes`. `loaded.class_names[0]` holds all K names. Beside the SavedModel: config.json and model.keras.
 """
@@ -38,8 +40,10 @@ class ServingFunctions:
     probabilities are averaged). Each member applies its run's evaluation transform (a center or
     tutorial crop) and normalization, so clients send whole images of the training size."""
 
-    def __init__(self, members, class_names, image_shape):
+    def __init__(self, members, class_names, image_shape, threshold=None):
         self.members = members  # [(model, normalizer, data config)]
+        # Multi-label runs: one sigmoid per class, and the validation-chosen threshold.
+        self.threshold = threshold
         self.height, self.width, self.channels = image_shape
         # A variable, not a constant: clients read the whole list as `loaded.class_names[0]`.
         self.class_names = tf.Variable(class_names, trainable=False, dtype=tf.string, name="class_names")
@@ -47,11 +51,10 @@ class ServingFunctions:
         self.bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
     def probabilities(self, images):
-        """[N, K] float32: the members' softmax outputs, averaged."""
+        """[N, K] float32: the members' softmax (multi-label: sigmoid) outputs, averaged."""
+        squash = tf.sigmoid if self.threshold is not None else tf.nn.softmax
         members = [
-            tf.nn.softmax(
-                tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32), axis=-1
-            )
+            squash(tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32))
             for model, normalizer, data_cfg in self.members
         ]
         return members[0] if len(members) == 1 else tf.add_n(members) / float(len(members))
@@ -59,11 +62,14 @@ class ServingFunctions:
     def _predict(self, images):
         probabilities = self.probabilities(images)
         classes = tf.argmax(probabilities, axis=-1)
-        return {
+        outputs = {
             "probabilities": probabilities,
             "classes": classes,
             "class_names": tf.gather(self.class_names, classes),
         }
+        if self.threshold is not None:  # every class at or above the run's threshold: [N, K] bool
+            outputs["above_threshold"] = probabilities >= self.threshold
+        return outputs
 
     def serve_images(self, images):
         # Loaded signatures do not enforce the spec's H and W; a convnet with global pooling
@@ -98,6 +104,13 @@ def build_from_record(record):
         return create_model(model.name, tuple(shape), len(record["data"]["class_names"]), **model.options)
 
 
+def serving_threshold(record):
+    """A multi-label run's threshold (0.5 where none was chosen), or None for a single-label run."""
+    if not record["config"]["data"].get("multi_label"):
+        return None
+    return float(record.get("multi_label", {}).get("threshold", 0.5))
+
+
 def float32_copy(model, record):
     """The same architecture under the float32 policy, with the trained weights."""
     copy = build_from_record(record)
@@ -119,7 +132,9 @@ def write_saved_model(model, record, normalizer, version_dir, *, members=None, d
     try:
         members = members or [(model, record, normalizer)]
         serving = [(float32_copy(m, r), n, TrainConfig.from_dict(r["config"]).data) for m, r, n in members]
-        functions = ServingFunctions(serving, record["data"]["class_names"], tuple(record["data"]["image_shape"]))
+        functions = ServingFunctions(
+            serving, record["data"]["class_names"], tuple(record["data"]["image_shape"]), serving_threshold(record)
+        )
         # keras.export.ExportArchive, not tf.saved_model.save on a tf.Module holding the model:
         # with the latter, TF1-style loaders (saved_model_cli run, TensorFlow Serving) fail with
         # "Could not find variable" on Keras 3 variables (keras-team/keras#20095, seen here).

@@ -158,7 +158,7 @@ CASES = {
     "labels out of range": (T("--data-dir", "{root}/badlabels.npz"), "labels outside"),
     "float labels": (T("--data-dir", "{root}/floatlabels.npz"), "labels must be integers"),
     "not an npz archive": (T("--data-dir", "{root}/garbage.npz"), "cannot read"),
-    "a file that is not a dataset": (T("--data-dir", "{root}/a_file"), "not an .npz archive"),
+    "a file that is not a dataset": (T("--data-dir", "{root}/a_file"), "neither a labels .csv nor an .npz archive"),
     "corrupt image, fatal by flag": (
         T("--data-dir", "{root}/corrupt", "--set", "data.on_corrupt=error"),
         "cannot decode",

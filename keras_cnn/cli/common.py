@@ -204,5 +204,38 @@ def add_image_size_arg(parser):
     )
 
 
+def add_labels_args(parser):
+    """--labels and --multi-label, the same on every command that trains (train, tune, sweep, diagnose)."""
+    parser.add_argument(
+        "--labels",
+        metavar="FILE.csv",
+        help="the dataset as a CSV of path,label rows (paths relative to the CSV; an optional split column "
+        "says train, validation or test): the same as --data-dir FILE.csv",
+    )
+    parser.add_argument(
+        "--multi-label",
+        action="store_true",
+        default=None,
+        help="labels hold ;-separated classes (a;b): sigmoid outputs, binary cross-entropy, mAP and F1 at a "
+        "threshold chosen on validation",
+    )
+
+
+def labels_assignments(args):
+    """--labels becomes --data-dir (one data source, named once); --multi-label its config field."""
+    labels = getattr(args, "labels", None)
+    if labels is not None:
+        if not labels.strip():
+            raise UsageError("--labels must not be empty")
+        if getattr(args, "data_dir", None) and os.path.abspath(args.data_dir) != os.path.abspath(labels):
+            raise UsageError(f"--labels {labels} and --data-dir {args.data_dir} name two datasets; pass one")
+        if not labels.lower().endswith(".csv"):
+            raise UsageError(f"--labels takes a .csv file of path,label rows, not {labels}")
+        if not os.path.isfile(labels):
+            raise UsageError(f"--labels {labels} does not exist; give the CSV of path,label rows")
+        args.data_dir = labels
+    return ["data.multi_label=true"] if getattr(args, "multi_label", None) else []
+
+
 def image_size_assignments(args):
     return [f"data.image_size={args.image_size}"] if getattr(args, "image_size", None) else []

@@ -11,6 +11,8 @@ ensemble (CS231n): their probabilities are averaged.
 
 Writes evaluation.json (accuracy, top-5, log loss), per_class.csv (precision, recall, f1),
 confusion_matrix.csv and confusion_matrix.png into --output-dir (default <run>/eval-<split>).
+A multi-label run's are mAP, micro F1 and exact match at the threshold it chose on validation,
+and per class AP, precision, recall and F1 (no confusion matrix).
 """
 
 import dataclasses
@@ -24,8 +26,9 @@ from keras_cnn.config import TrainConfig
 from keras_cnn.data import load_data, prepare_data
 from keras_cnn.errors import UsageError
 from keras_cnn.evaluation import classification_metrics, run_predictor, write_evaluation
-from keras_cnn.export import load_saved_model
+from keras_cnn.export import load_saved_model, serving_threshold
 from keras_cnn.run_dir import RunDir
+from keras_cnn.training.multi_label import multi_label_metrics
 
 SPLITS = ("validation", "train", "test", "all")
 
@@ -69,7 +72,12 @@ def main(argv=None):
         probabilities.append(np.mean([predict(images) for predict, _ in members], axis=0))
         labels.append(batch_labels)
     probabilities, labels = np.concatenate(probabilities), np.concatenate(labels)
-    summary, per_class, confusion = classification_metrics(probabilities, labels, class_names)
+    threshold = serving_threshold(record)
+    if threshold is None:
+        summary, per_class, confusion = classification_metrics(probabilities, labels, class_names)
+    else:  # per-class AP and F1 at the threshold the run chose on validation
+        summary, per_class = multi_label_metrics(probabilities, labels, class_names, threshold)
+        confusion = None
     summary.update(
         split=args.split, source=args.data_dir or record["config"]["data"].get("data_dir"), members=len(members)
     )
@@ -81,11 +89,20 @@ def main(argv=None):
     except OSError as err:
         raise UsageError(f"cannot write to {out_dir} ({err.strerror}); choose a writable --output-dir") from None
     what = f"ensemble of {len(members)}: " if len(members) > 1 else ""
-    print(
-        f"{what}{summary['images']} images: accuracy {summary['accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, "
-        f"log loss {summary['log_loss']:.4f}; details in {out_dir}"
-    )
+    print(f"{what}{summary['images']} images: {_headline(summary)}; details in {out_dir}")
     return 0
+
+
+def _headline(summary):
+    if "mAP" in summary:
+        mean_ap = "n/a" if summary["mAP"] is None else f"{summary['mAP']:.4f}"
+        return (
+            f"mAP {mean_ap}, micro F1 {summary['f1']:.4f} and exact match {summary['exact_match']:.4f} "
+            f"at threshold {summary['threshold']:.2f}"
+        )
+    return (
+        f"accuracy {summary['accuracy']:.4f}, top-5 {summary['top5_accuracy']:.4f}, log loss {summary['log_loss']:.4f}"
+    )
 
 
 def _members(args):
@@ -131,11 +148,23 @@ def _load_split(record, args):
     if args.split == "all" or (args.data_dir and args.split == "test"):
         if not args.data_dir:
             raise UsageError("--split all needs --data-dir naming the images to evaluate")
-        loaded = load_data(dataset, args.data_dir, image_size=cfg.data.image_size, on_corrupt=cfg.data.on_corrupt)
+        loaded = load_data(
+            dataset,
+            args.data_dir,
+            image_size=cfg.data.image_size,
+            on_corrupt=cfg.data.on_corrupt,
+            multi_label=cfg.data.multi_label,
+        )
         split = loaded.test if args.split == "test" else loaded.train
         names = loaded.class_names
     elif args.split == "test":
-        loaded = load_data(dataset, cfg.data.data_dir, image_size=cfg.data.image_size, on_corrupt=cfg.data.on_corrupt)
+        loaded = load_data(
+            dataset,
+            cfg.data.data_dir,
+            image_size=cfg.data.image_size,
+            on_corrupt=cfg.data.on_corrupt,
+            multi_label=cfg.data.multi_label,
+        )
         split, names = loaded.test, loaded.class_names
     else:
         data_cfg = cfg.data if not args.data_dir else _replace(cfg.data, data_dir=args.data_dir, dataset=dataset)

@@ -50,6 +50,7 @@ def main(argv=None):
         raise UsageError(f"--output {args.output} must end in .csv or .json")
     models = [load_member(path) for path in args.model]
     class_names = check_same_classes(models, args.model)
+    threshold = models[0][2]  # multi-label models: the classes at or above it are the answer
     files, named = expand(args.images)
     rows = []
     for start in range(0, len(files), BATCH):
@@ -57,14 +58,17 @@ def main(argv=None):
         probabilities, kept = predict_batch(models, batch, named)
         for path, p in zip(kept, probabilities):
             top = np.argsort(-p)[: args.top_k]
-            rows.append({"path": path, "top": [(class_names[i], float(p[i])) for i in top]})
-    write(rows, args.output, args.top_k)
+            row = {"path": path, "top": [(class_names[i], float(p[i])) for i in top]}
+            if threshold is not None:
+                row["above_threshold"] = [class_names[i] for i in np.argsort(-p) if p[i] >= threshold]
+            rows.append(row)
+    write(rows, args.output, args.top_k, threshold)
     return 0
 
 
 def load_member(path):
-    """(predict(list of encoded images) -> probabilities, class names) of a SavedModel, a run
-    folder's own saved_model/1, or an exported .tflite/.onnx file."""
+    """(predict(list of encoded images) -> probabilities, class names, multi-label threshold or None)
+    of a SavedModel, a run folder's own saved_model/1, or an exported .tflite/.onnx file."""
     if os.path.isfile(path):
         return _file_member(path)
     version = path
@@ -77,7 +81,22 @@ def load_member(path):
     return (
         lambda blobs: serve(image_bytes=tf.constant(blobs))["probabilities"].numpy(),
         [n.decode() for n in loaded.class_names[0].numpy()],
+        _threshold(version),
     )
+
+
+def _threshold(folder):
+    """A multi-label export's threshold, from the run record beside it (older exports: none)."""
+    from keras_cnn.export import serving_threshold
+
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return serving_threshold(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _file_member(path):
@@ -94,12 +113,14 @@ def _file_member(path):
         images = np.stack([decode_image(tf.constant(b), channels, (height, width)).numpy() for b in blobs])
         return model.predict(images)
 
-    return predict, list(record["data"]["class_names"])
+    return predict, list(record["data"]["class_names"]), _threshold(os.path.dirname(os.path.abspath(path)))
 
 
 def check_same_classes(models, paths):
-    names = models[0][1]
-    for (_, other), path in zip(models[1:], paths[1:]):
+    names, threshold = models[0][1], models[0][2]
+    for (_, other, other_threshold), path in zip(models[1:], paths[1:]):
+        if (other_threshold is None) != (threshold is None):
+            raise UsageError(f"{path} and {paths[0]}: one is multi-label, the other not; ensemble models of one kind")
         if other != names:
             raise UsageError(
                 f"{path} predicts other classes than {paths[0]}; an ensemble's members must share their classes"
@@ -160,13 +181,16 @@ def _average(models, blobs):
     # descriptor 2 while the decoders run; the images still decode, and a file that fails to is
     # reported by the caller in one line. KERAS_CNN_VERBOSE=1 shows them.
     with muted_stderr():
-        return np.mean([predict(blobs) for predict, _ in models], axis=0)
+        return np.mean([predict(blobs) for predict, *_ in models], axis=0)
 
 
-def write(rows, output, k):
+def write(rows, output, k, threshold=None):
     if output is None:
         for row in rows:
-            print(f"{row['path']}: " + ", ".join(f"{name} {p:.4f}" for name, p in row["top"]))
+            above = (
+                f" (at or above {threshold:.2f}: {', '.join(row['above_threshold']) or 'none'})" if threshold else ""
+            )
+            print(f"{row['path']}: " + ", ".join(f"{name} {p:.4f}" for name, p in row["top"]) + above)
         return
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
@@ -175,16 +199,26 @@ def write(rows, output, k):
         atomic_write(
             output,
             json.dumps(
-                [{"path": r["path"], "top": [{"class": c, "probability": p} for c, p in r["top"]]} for r in rows],
+                [
+                    {
+                        "path": r["path"],
+                        "top": [{"class": c, "probability": p} for c, p in r["top"]],
+                        **({"above_threshold": r["above_threshold"]} if "above_threshold" in r else {}),
+                    }
+                    for r in rows
+                ],
                 indent=2,
             )
             + "\n",
         )
         return
     columns = ["path"] + [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("class", "probability")]
+    if threshold is not None:
+        columns.append("above_threshold")
     table = [
         {
             "path": r["path"],
+            **({"above_threshold": ";".join(r["above_threshold"])} if "above_threshold" in r else {}),
             **{f"class_{i}": c for i, (c, _) in enumerate(r["top"], 1)},
             **{f"probability_{i}": round(p, 6) for i, (_, p) in enumerate(r["top"], 1)},
         }

@@ -14,10 +14,12 @@ from keras_cnn import smoke
 from keras_cnn.cli.common import (
     ArgumentParser,
     add_image_size_arg,
+    add_labels_args,
     add_model_args,
     add_tracking_args,
     cli_entry,
     description_of,
+    labels_assignments,
     model_assignments,
 )
 from keras_cnn.config import TrainConfig, apply_overrides
@@ -116,7 +118,10 @@ def build_parser():
         help="mnist, cifar10, ... (default: the --data-dir folder's name, else cifar10; "
         "found via --data-dir, $KERAS_CNN_DATA_DIR or TFDS)",
     )
-    parser.add_argument("--data-dir", help="the dataset itself: image folder, .npz file/dir, or TFDS data dir")
+    parser.add_argument(
+        "--data-dir", help="the dataset itself: image folder, labels .csv, .npz file/dir, or TFDS data dir"
+    )
+    add_labels_args(parser)
     parser.add_argument("--val-size", type=int, help="images carved from training data for validation")
     parser.add_argument("--batch-size", type=int, help="global batch size")
     parser.add_argument("--epochs", type=int)
@@ -167,6 +172,7 @@ def build_parser():
 def config_from_args(args):
 
     cfg = preset(args.preset) if args.preset else TrainConfig()
+    labels = labels_assignments(args)  # before the dataset is named after the CSV
     if args.dataset is None and args.data_dir and (not args.preset or is_folder_preset(args.preset)):
         args.dataset = infer_dataset_name(args.data_dir)  # ../shared/data/mnist -> mnist
     for flag, path in FLAG_FIELDS.items():  # one at a time, so a bad value is reported under the flag the user typed
@@ -178,7 +184,7 @@ def config_from_args(args):
                 cfg = apply_overrides(cfg, [f"{path}={value}"])
             except UsageError as err:
                 raise UsageError(str(err).replace(f"--set {path}=", f"--{flag.replace('_', '-')} ")) from None
-    return apply_overrides(cfg, model_assignments(args) + smoke.assignments() + list(args.set))
+    return apply_overrides(cfg, labels + model_assignments(args) + smoke.assignments() + list(args.set))
 
 
 @cli_entry

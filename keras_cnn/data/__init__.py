@@ -87,12 +87,17 @@ def input_shape(cfg: DataConfig, image_shape):
 def _carve(cfg, verbose, sources=None):
     """(loaded, train, validation, val_size): the source's splits after the validation carve and the
     limits, not yet placed (decoded) anywhere."""
-    key = (cfg.dataset, cfg.data_dir, cfg.image_size, cfg.on_corrupt)
+    key = (cfg.dataset, cfg.data_dir, cfg.image_size, cfg.on_corrupt, cfg.multi_label)
     if sources is not None and key in sources:
         loaded = sources[key]
     else:
         loaded = load_data(
-            cfg.dataset, cfg.data_dir, image_size=cfg.image_size, on_corrupt=cfg.on_corrupt, verbose=verbose
+            cfg.dataset,
+            cfg.data_dir,
+            image_size=cfg.image_size,
+            on_corrupt=cfg.on_corrupt,
+            verbose=verbose,
+            multi_label=cfg.multi_label,
         )
         check_known_dataset(cfg.dataset, loaded, cfg.image_size)
         if sources is not None:

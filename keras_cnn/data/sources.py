@@ -16,6 +16,7 @@ import numpy as np
 
 from keras_cnn.data import records
 from keras_cnn.data.decode import scan_headers
+from keras_cnn.data.labels_csv import is_labels_csv, read_labels_csv
 from keras_cnn.data.splits import ArraySplit, FileSplit
 from keras_cnn.errors import UsageError
 
@@ -70,7 +71,7 @@ def infer_dataset_name(data_dir: str) -> str:
     photos.npz -> photos (split folders and train.npz name their parent)."""
     path = os.path.normpath(os.path.abspath(data_dir))
     name = os.path.splitext(os.path.basename(path))[0] if os.path.isfile(path) else os.path.basename(path)
-    if name.lower() in SPLIT_NAMES or name.lower() == "train":
+    if name.lower() in SPLIT_NAMES or name.lower() in ("train", "labels"):  # photos/labels.csv -> photos
         name = os.path.basename(os.path.dirname(path))
     name = "".join(c if c.isalnum() or c in "-_" else "_" for c in name.lower()).strip("_")
     if not name:
@@ -99,15 +100,27 @@ def load_data(
     image_size: tuple[int, ...] | None = None,
     on_corrupt: str = "skip",
     verbose: int = 0,
+    multi_label: bool = False,
 ) -> "LoadedData":
-    """Find and load `dataset`: --data-dir, then $KERAS_CNN_DATA_DIR/<dataset>, then TFDS."""
+    """Find and load `dataset`: --data-dir, then $KERAS_CNN_DATA_DIR/<dataset>, then TFDS.
+    multi_label: a labels CSV's `;`-separated classes become multi-hot labels (no other source has them)."""
     looked = []
     if data_dir:
         if not os.path.exists(data_dir):
             raise UsageError(
-                f"--data-dir {data_dir} does not exist; point it at an image folder, an .npz file or a TFDS data dir"
+                f"--data-dir {data_dir} does not exist; point it at an image folder, a labels .csv, an .npz file "
+                "or a TFDS data dir"
+            )
+        if is_labels_csv(data_dir):
+            return load_labels_csv(data_dir, image_size=image_size, on_corrupt=on_corrupt, multi_label=multi_label)
+        if multi_label:
+            raise UsageError(
+                f"--multi-label reads its classes from a labels CSV (path,label with a;b labels), not {data_dir}; "
+                "pass --labels FILE.csv"
             )
         return _load_path(dataset, data_dir, image_size=image_size, on_corrupt=on_corrupt, verbose=verbose)
+    if multi_label:
+        raise UsageError("--multi-label needs a labels CSV; pass --labels FILE.csv")
     looked.append("--data-dir (not given)")
     root = os.environ.get(DATA_ROOT_ENV)
     if root:
@@ -135,7 +148,7 @@ def _load_path(dataset, path, *, image_size, on_corrupt, verbose=0):
     if os.path.isfile(path):
         if path.endswith(".npz"):
             return load_npz(path, dataset, image_size=image_size)
-        raise UsageError(f"{path} is a file but not an .npz archive; give an .npz file or a directory")
+        raise UsageError(f"{path} is a file but neither a labels .csv nor an .npz archive; give one, or a directory")
     if os.path.isfile(os.path.join(path, "train.npz")):
         return load_npz(os.path.join(path, "train.npz"), dataset, image_size=image_size)
     if os.path.isfile(os.path.join(path, "dataset_info.json")) or glob.glob(
@@ -283,22 +296,38 @@ def load_image_folder(
             "one sub-folder per class and at least 2 classes"
         )
     listed = {split: _list_split(path, class_names) for split, path in splits.items()}
+    loaded = _file_splits(listed, splits, root, image_size, on_corrupt)
+    return LoadedData.from_splits(loaded, class_names, f"image_folder:{root}")
+
+
+def load_labels_csv(
+    path: str, *, image_size: tuple[int, ...] | None = None, on_corrupt: str = "skip", multi_label: bool = False
+) -> "LoadedData":
+    """A `path,label[,split]` CSV (data/labels_csv.py): its images checked and streamed as a folder's."""
+    listed, class_names = read_labels_csv(path, multi_label=multi_label)
+    loaded = _file_splits(listed, {split: f"{path} ({split})" for split in listed}, path, image_size, on_corrupt)
+    return LoadedData.from_splits(loaded, class_names, f"labels_csv:{path}")
+
+
+def _file_splits(listed, where, root, image_size, on_corrupt):
+    """{split: FileSplit} from {split: (files, labels)}: every header read once, unreadable files
+    dropped (or refused), the set's channels and size settled."""
     headers = {split: scan_headers(files) for split, (files, _) in listed.items()}
     channels = 3 if any(h and h[1] for hs in headers.values() for h in hs) else 1
     loaded = {}
     for split, (files, labels) in listed.items():
-        keep = _readable(files, headers[split], on_corrupt, splits[split])
+        keep = _readable(files, headers[split], on_corrupt, where[split])
         sizes = {headers[split][i][0] for i in keep}
         if image_size is None and len(sizes) > 1:
             raise UsageError(
-                f"{splits[split]} mixes image sizes {sorted(sizes)[:3]}...; pass --image-size HxW to resize them all"
+                f"{where[split]} mixes image sizes {sorted(sizes)[:3]}...; pass --image-size HxW to resize them all"
             )
         size = tuple(image_size) if image_size is not None else sizes.pop()
         loaded[split] = FileSplit(np.asarray(files)[keep], np.asarray(labels, np.int32)[keep], size, channels)
     shapes = {s: a.image_shape for s, a in loaded.items()}
     if len(set(shapes.values())) > 1:
         raise UsageError(f"{root}: splits differ in image shape {shapes}; pass --image-size HxW to resize all")
-    return LoadedData.from_splits(loaded, class_names, f"image_folder:{root}")
+    return loaded
 
 
 def _subdirs(path):

@@ -16,13 +16,19 @@ def default_val_size(dataset, num_train):
     return max(1, num_train // 10)
 
 
+def strata(labels):
+    """What a split stratifies on: the class, or for multi-hot labels (N, classes) each image's first class."""
+    labels = np.asarray(labels)
+    return labels.argmax(1) if labels.ndim == 2 else labels
+
+
 def stratified_split(labels, val_size, seed):
     """Return (train_indices, val_indices): disjoint, sorted, class proportions kept.
 
     Each class gives its share of val_size (largest remainders settle the rounding),
     drawn by a permutation keyed on `seed`, so the same seed always gives the same split.
     """
-    labels = np.asarray(labels)
+    labels = strata(labels)
     n = len(labels)
     if not 0 <= val_size < n:
         raise UsageError(f"validation size {val_size} must be in [0, {n}) for {n} training images")
@@ -43,7 +49,7 @@ def stratified_split(labels, val_size, seed):
 
 def stratified_folds(labels, k, seed):
     """K disjoint folds covering every index once, each with the classes' proportions (seeded)."""
-    labels = np.asarray(labels)
+    labels = strata(labels)
     if not 2 <= k <= len(labels):
         raise UsageError(f"{k} folds need 2 <= folds <= {len(labels)} training images")
     rng = np.random.default_rng(seed)

@@ -97,12 +97,13 @@ def build_training(
     trainer = Trainer(
         model,
         optimizer,
-        per_example_loss(cfg.optimizer, num_classes),
+        per_example_loss(cfg.optimizer, num_classes, cfg.data.multi_label),
         strategy,
         global_batch_size=cfg.data.batch_size,
         ema=ema,
         jit_compile=cfg.run.jit_compile,
         class_weights=class_weights,
+        multi_label=cfg.data.multi_label,
     )
     built = Built(model, optimizer, schedule, ema, trainer, precision, strategy, fine_tuning)
     built.enter_epoch(0)

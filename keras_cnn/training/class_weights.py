@@ -15,8 +15,13 @@ def class_weights(spec: str | None, labels: np.ndarray, class_names: list[str]) 
     """float32 weights, one per class, or None for an unweighted loss."""
     if spec is None or spec.strip() == "none":
         return None
+    if np.ndim(labels) == 2:
+        raise UsageError(
+            "--class-weight weighs single-label classes; multi-label training weighs every class's "
+            "binary loss alike (leave --class-weight out)"
+        )
     k = len(class_names)
-    counts = np.bincount(labels, minlength=k)
+    counts = class_counts(labels, k)
     if spec.strip() == "balanced":
         empty = [class_names[i] for i in np.flatnonzero(counts == 0)]
         if empty:
@@ -51,9 +56,15 @@ def _mapping(spec: str, class_names: list[str]) -> np.ndarray:
     return weights
 
 
+def class_counts(labels: np.ndarray, k: int) -> np.ndarray:
+    """Training images per class: a label's count, or for multi-hot labels the images holding the class."""
+    labels = np.asarray(labels)
+    return labels.sum(0) if labels.ndim == 2 else np.bincount(labels, minlength=k)
+
+
 def describe_counts(labels: np.ndarray, class_names: list[str], weights: np.ndarray | None, limit: int = 12) -> str:
     """'training images per class: cat 500, dog 25 (weight 10.5), ...' for the run's start line."""
-    counts = np.bincount(labels, minlength=len(class_names))
+    counts = class_counts(labels, len(class_names))
     parts = []
     for i, name in enumerate(class_names[:limit]):
         weight = f" (weight {weights[i]:.3g})" if weights is not None else ""

@@ -49,8 +49,19 @@ def build_optimizer(opt, sched, *, num_replicas, steps_per_epoch, total_steps, p
     return optimizer, lr
 
 
-def per_example_loss(opt, num_classes):
-    """Per-example loss of (int labels, float32 logits), the shape compute_average_loss needs."""
+def per_example_loss(opt, num_classes, multi_label=False):
+    """Per-example loss of (int labels, float32 logits), the shape compute_average_loss needs.
+    multi_label: labels are multi-hot rows and every class is its own sigmoid (binary cross-entropy,
+    averaged over the classes as Keras's binary_crossentropy is)."""
+    if multi_label:
+
+        def multi_label_loss(labels, logits):
+            targets = tf.cast(labels, tf.float32)
+            if opt.label_smoothing:  # Keras's binary convention: towards 0.5
+                targets = targets * (1.0 - opt.label_smoothing) + opt.label_smoothing / 2
+            return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(targets, logits), axis=-1)
+
+        return multi_label_loss
 
     def loss(labels, logits):
         targets = tf.one_hot(labels, num_classes)

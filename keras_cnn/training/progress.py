@@ -8,11 +8,9 @@ also prints a line at every epoch's validation and the non-terminal progress eve
 import sys
 import time
 
-import numpy as np
-
 from keras_cnn.console import format_duration
 from keras_cnn.training.callbacks import RunCallback
-from keras_cnn.training.class_weights import describe_counts
+from keras_cnn.training.class_weights import class_counts, describe_counts
 
 LOG_INTERVAL = 30.0  # seconds between progress lines when stdout is not a terminal
 
@@ -50,6 +48,11 @@ class Progress(RunCallback):
             )
         if built.fine_tuning is not None:
             self._print(built.fine_tuning.describe())
+        if run.cfg.data.multi_label:
+            self._print(
+                "multi-label: one sigmoid per class, binary cross-entropy; acc is the exact-match ratio "
+                "(every class right at 0.5)"
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start, self.last_line = epoch + 1, time.perf_counter(), time.perf_counter()
@@ -90,7 +93,7 @@ class Progress(RunCallback):
 
 def _imbalanced(labels, num_classes):
     """The smallest class has under half the largest's images: worth a line at the run's start."""
-    counts = np.bincount(labels, minlength=num_classes)
+    counts = class_counts(labels, num_classes)
     return counts.min() * 2 < counts.max()
 
 
@@ -100,7 +103,12 @@ def summary_line(result, cfg, runs_csv):
     def pct(value):
         return f"{value:.4f}" if value is not None else "n/a"
 
-    if result.ema_val_accuracy is not None:
+    if cfg.data.multi_label:  # "accuracy" is the exact-match ratio at 0.5; mAP says more (config.json)
+        accuracy = (
+            f"final validation exact-match accuracy {pct(result.final_val_accuracy)} "
+            "(every class right at 0.5; mAP and the chosen threshold are in config.json)"
+        )
+    elif result.ema_val_accuracy is not None:
         accuracy = (
             f"final validation accuracy {pct(result.ema_val_accuracy)} with the saved EMA weights "
             f"({pct(result.final_val_accuracy)} raw, best raw {pct(result.best_val_accuracy)})"

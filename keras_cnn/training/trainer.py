@@ -15,9 +15,20 @@ class Trainer:
     """Owns the compiled train and eval functions for one model/optimizer under one strategy."""
 
     def __init__(
-        self, model, optimizer, loss_fn, strategy, *, global_batch_size, ema=None, jit_compile=False, class_weights=None
+        self,
+        model,
+        optimizer,
+        loss_fn,
+        strategy,
+        *,
+        global_batch_size,
+        ema=None,
+        jit_compile=False,
+        class_weights=None,
+        multi_label=False,
     ):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.multi_label = multi_label  # labels are multi-hot rows; "accuracy" is then the exact-match ratio
         # Per-class loss weights (training.class_weights), for training only: evaluation is unweighted.
         self.class_weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
         self.strategy, self.ema = strategy, ema
@@ -53,7 +64,7 @@ class Trainer:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             scaled = self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, model.trainable_variables)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
+        correct = tf.reduce_sum(self._hits(logits, labels))
         stats = tf.stack([tf.reduce_sum(per_example), correct, tf.cast(tf.shape(labels)[0], tf.float32)])
         return grads, stats
 
@@ -87,9 +98,7 @@ class Trainer:
     def _replica_eval(self, images, labels):
         logits = self.model(images, training=False)
         per_example = self.loss_fn(labels, logits)
-        top1 = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-        k = min(5, logits.shape[-1])
-        top5 = tf.cast(tf.nn.in_top_k(labels, logits, k), tf.float32)
+        top1, top5 = self._hits(logits, labels), self._top_k_hits(logits, labels, min(5, logits.shape[-1]))
         return tf.stack(
             [
                 tf.reduce_sum(per_example),
@@ -98,6 +107,22 @@ class Trainer:
                 tf.cast(tf.shape(labels)[0], tf.float32),
             ]
         )
+
+    def _hits(self, logits, labels):
+        """1 per correct image: the top class is the label; multi-label: every class's sigmoid at
+        0.5 (logit 0) agrees with the label row."""
+        if self.multi_label:
+            agree = tf.equal(tf.cast(logits > 0, tf.int32), tf.cast(labels, tf.int32))
+            return tf.cast(tf.reduce_all(agree, axis=-1), tf.float32)
+        return tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+
+    def _top_k_hits(self, logits, labels, k):
+        """1 per image whose label is among its k highest scores; multi-label: all its labels are."""
+        if self.multi_label:
+            kth = tf.math.top_k(tf.cast(logits, tf.float32), k).values[:, -1:]
+            covered = tf.logical_or(tf.equal(labels, 0), tf.cast(logits, tf.float32) >= kth)
+            return tf.cast(tf.reduce_all(covered, axis=-1), tf.float32)
+        return tf.cast(tf.nn.in_top_k(labels, logits, k), tf.float32)
 
     def _eval_step(self, batch):
         images, labels = batch
