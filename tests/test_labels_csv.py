@@ -247,3 +247,39 @@ def test_a_csv_row_with_too_many_fields_is_refused(tmp_path):
     (tmp_path / "l.csv").write_text("path,label\na.png,cat,extra\n")
     with pytest.raises(UsageError, match="more fields than the header's"):
         read_labels_csv(str(tmp_path / "l.csv"))
+
+
+def test_tune_takes_labels_and_multi_label_and_reproduces_them(pairs, tmp_path, capsys):
+    from tuning import tune
+
+    argv = ["--labels", str(pairs), "--multi-label", "--model", "cnn", "--max-trials", "1", "--epochs-per-trial", "1"]
+    argv += ["--output-dir", str(tmp_path), "--set", "data.batch_size=24", "--set", "run.precision=float32"]
+    assert tune.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 finished" in out and f"--data-dir {pairs} --multi-label" in out, out
+    (config,) = tmp_path.glob("*/runs/*/config.json")
+    record = json.loads(config.read_text())
+    assert record["config"]["data"]["multi_label"] is True and "threshold" in record["multi_label"]
+
+
+def test_prepare_keeps_a_single_label_csv_and_refuses_a_multi_label_one(cifar_folder, pairs, tmp_path, capsys):
+    from keras_cnn.cli import prepare
+
+    labels = write_csv(tmp_path / "photos" / "labels.csv", folder_rows(cifar_folder, tmp_path / "photos", 6, 2))
+    assert prepare.main([str(labels), str(tmp_path / "prepared"), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "prepared" / "manifest.json").read_text())
+    assert manifest["class_names"] == sorted(os.listdir(cifar_folder))
+    assert prepare.main([str(pairs), str(tmp_path / "prepared-pairs"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds multi-label rows" in err[0], err
+    assert not (tmp_path / "prepared-pairs").exists()
+
+
+def test_diagnose_refuses_multi_label_data_in_one_line(pairs, tmp_path, capsys):
+    from keras_cnn.cli import diagnose
+
+    argv = ["--model", "cnn", "--labels", str(pairs), "--multi-label", "--output-dir", str(tmp_path / "diag")]
+    assert diagnose.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "assume one softmax class per image" in err[0], err
+    assert not (tmp_path / "diag").exists()

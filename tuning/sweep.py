@@ -34,12 +34,14 @@ from keras_cnn import smoke
 from keras_cnn.cli.common import (
     ArgumentParser,
     add_image_size_arg,
+    add_labels_args,
     add_tracking_args,
     at_least,
     cli_entry,
     description_of,
     folder_name,
     image_size_assignments,
+    labels_assignments,
     tracking_assignments,
 )
 from keras_cnn.config import TrainConfig, apply_overrides, validate
@@ -85,6 +87,7 @@ def build_parser():
     parser.add_argument(
         "--data-dir", help="data for every arm (else the lab's data.data_dir, $KERAS_CNN_DATA_DIR or TFDS)"
     )
+    add_labels_args(parser)
     add_image_size_arg(parser)
     parser.add_argument("--output-dir", default="searches")
     parser.add_argument("--overwrite", action="store_true", help="start the sweep over (another --set, say)")
@@ -102,8 +105,9 @@ def main(argv=None):
     at_least(args.folds, "--folds", 2)
     name, base, arms = load_lab(args.lab)
     sweep_dir = os.path.join(args.output_dir, name)
+    labels = labels_assignments(args)
     extra = [f"data.data_dir={os.path.abspath(args.data_dir)}"] if args.data_dir else []
-    extra += image_size_assignments(args)
+    extra += labels + image_size_assignments(args)
     configs = {}
     for arm, fields in arms.items():  # validate every arm before training any
         configs[arm] = validate(

@@ -22,12 +22,14 @@ from keras_cnn import smoke
 from keras_cnn.cli.common import (
     ArgumentParser,
     add_image_size_arg,
+    add_labels_args,
     add_tracking_args,
     at_least,
     cli_entry,
     description_of,
     folder_name,
     image_size_assignments,
+    labels_assignments,
     tracking_assignments,
 )
 from keras_cnn.config import TrainConfig, apply_overrides
@@ -45,6 +47,7 @@ def build_parser():
     parser.add_argument("--model", help="the model every trial trains (not needed when the space sets model.name)")
     parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name)")
     parser.add_argument("--data-dir")
+    add_labels_args(parser)
     add_image_size_arg(parser)
     parser.add_argument("--preset", help="start every trial from this preset's config")
     parser.add_argument(
@@ -81,6 +84,7 @@ def main(argv=None):
     for flag in ("max_trials", "epochs_per_trial", "top"):
         at_least(getattr(args, flag), f"--{flag.replace('_', '-')}")
     at_least(args.seed, "--seed", 0)
+    labels = labels_assignments(args)  # --labels is the data source; --multi-label its field
     if args.dataset is None:
         if not args.data_dir:
             raise UsageError("pass --dataset NAME or --data-dir PATH (the dataset is named after its folder)")
@@ -101,7 +105,7 @@ def main(argv=None):
     fixed = [f"data.dataset={args.dataset}", f"run.epochs={args.epochs_per_trial}", f"run.seed={args.seed}"]
     fixed += [f"model.name={args.model}"] if args.model else []
     fixed += [f"data.data_dir={os.path.abspath(args.data_dir)}"] if args.data_dir else []
-    fixed += image_size_assignments(args) + smoke.assignments()
+    fixed += labels + image_size_assignments(args) + smoke.assignments()
     fixed += tracking_assignments(args)
     base = apply_overrides(preset(args.preset) if args.preset else TrainConfig(), fixed + list(args.set))
     check_installed(base.run.track)
@@ -129,6 +133,8 @@ def _train_args(args):
     ]
     if args.data_dir:
         out += ["--data-dir", args.data_dir]
+    if args.multi_label:
+        out += ["--multi-label"]
     if args.image_size:
         out += ["--image-size", args.image_size]
     if args.preset:

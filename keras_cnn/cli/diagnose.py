@@ -27,11 +27,13 @@ from keras_cnn import visualize
 from keras_cnn.cli.common import (
     ArgumentParser,
     add_image_size_arg,
+    add_labels_args,
     add_model_args,
     at_least,
     cli_entry,
     description_of,
     image_size_assignments,
+    labels_assignments,
     model_assignments,
 )
 from keras_cnn.config import TrainConfig, apply_overrides, validate
@@ -55,6 +57,7 @@ def build_parser():
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--dataset", help="dataset name (default: the --data-dir folder's name, else mnist)")
     parser.add_argument("--data-dir")
+    add_labels_args(parser)
     add_image_size_arg(parser)
     parser.add_argument("--output-dir", default="diagnostics")
     parser.add_argument(
@@ -99,6 +102,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     at_least(args.batch_size, "--batch-size")
     at_least(args.sample, "--sample", 20)  # the overfitting check takes 20
+    if not (args.compare_init or args.visualize or args.run):
+        diagnostic_config(args)  # a bad flag is refused before the output folder exists
     try:
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as err:
@@ -176,7 +181,11 @@ def announce_smaller_batch(model, shape, batch, per_image):
 
 def diagnostic_config(args):
     """The TrainConfig every check builds from: the flags' model, data and precision."""
-
+    if labels_assignments(args):
+        raise UsageError(
+            "diagnose.py's checks (initial loss, gradients, ...) assume one softmax class per image; "
+            "--multi-label runs are checked by train.py's mAP instead (leave --multi-label out here)"
+        )
     dataset = args.dataset or (infer_dataset_name(args.data_dir) if args.data_dir else "mnist")
     assignments = [
         f"model.name={args.model}",

@@ -20,8 +20,16 @@ import tensorflow as tf
 from keras_cnn.cli.common import ArgumentParser, add_image_size_arg, cli_entry, description_of
 from keras_cnn.config import TrainConfig, apply_overrides, parse_size
 from keras_cnn.data import records
+from keras_cnn.data.labels_csv import is_labels_csv
 from keras_cnn.data.normalization import channel_moments
-from keras_cnn.data.sources import SPLIT_NAMES, infer_dataset_name, load_image_folder, load_npz, load_tfds
+from keras_cnn.data.sources import (
+    SPLIT_NAMES,
+    infer_dataset_name,
+    load_image_folder,
+    load_labels_csv,
+    load_npz,
+    load_tfds,
+)
 from keras_cnn.errors import UsageError
 
 
@@ -39,6 +47,8 @@ def build_parser():
 
 def collect(source, dataset, image_size=None):
     """{split: (encoded bytes getter, labels, decode info)}, class names, image shape, description."""
+    if is_labels_csv(source):
+        return _collect_csv(source, image_size)
     if (
         os.path.isdir(source)
         and not os.path.isfile(os.path.join(source, "dataset_info.json"))
@@ -58,6 +68,21 @@ def collect(source, dataset, image_size=None):
         loaded = load_tfds(dataset if not os.path.isdir(source) else dataset, source if os.path.isdir(source) else None)
     splits = {name: (_png(split.images), split.labels) for name, split in _named(loaded).items()}
     return splits, loaded.class_names, list(loaded.image_shape), loaded.image_shape[-1], loaded.description
+
+
+def _collect_csv(source, image_size):
+    """A labels CSV as an image folder's files; records hold one class per image, so multi-label rows are refused."""
+    loaded = load_labels_csv(source, image_size=image_size, multi_label=True)
+    named = _named(loaded)
+    if any(split.labels.sum(1).max() > 1 for split in named.values()):
+        raise UsageError(
+            f"{source} holds multi-label rows (a;b); prepared records keep one class per image, "
+            "so train from the CSV itself: train.py --labels FILE.csv --multi-label"
+        )
+    splits = {name: (list(split.paths), split.labels.argmax(1).astype("int32")) for name, split in named.items()}
+    sizes = {tuple(image_size) if image_size else split.size for split in named.values()}
+    shape = [*sizes.pop(), loaded.train.channels] if len(sizes) == 1 else None
+    return splits, loaded.class_names, shape, loaded.train.channels, loaded.description
 
 
 def _named(loaded):
