@@ -256,6 +256,8 @@ def export_ensemble(run_dirs, export_dir, name, *, formats="savedmodel", calibra
             raise UsageError(
                 f"{path} differs from {run_dirs[0]} in classes or image shape; an ensemble needs one dataset"
             )
+        if (serving_threshold(record) is None) != (serving_threshold(members[0][1]) is None):
+            raise UsageError(f"{path} and {run_dirs[0]}: one is multi-label, the other not; ensemble runs of one kind")
     record = {**members[0][1], "ensemble": [os.path.abspath(p) for p in run_dirs]}
     # The first member's validation split scores the ensemble (all members share the dataset).
     deploy = deploy_request(record, chosen, calibration_images)

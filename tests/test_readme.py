@@ -61,7 +61,7 @@ def checkout(tmp_path_factory):
 # What a command promises beyond exit 0, keyed by a piece of the command: (files it leaves, relative to
 # the checkout; text its standard output holds). The README's own comments say the same.
 PROMISES = {
-    "cifar_pairs.py": (["pairs/labels.csv", "pairs/images/00110.png"], "120 pairs"),
+    "cifar_pairs.py": (["pairs/labels.csv", "pairs/images/00110.png"], " pairs in pairs/labels.csv"),
     "--multi-label --model resnet20": (["runs/pairs/saved_model/1/saved_model.pb"], "exact-match accuracy"),
     "evaluate.py --run runs/pairs": (["runs/pairs/eval-validation/per_class.csv"], "mAP"),
     "pairs/images/00110.png": ([], "at or above"),

@@ -39,9 +39,10 @@ def main(argv=None):
         image.paste(Image.open(b).convert("RGB"), (32, 0))
         name = f"images/{i:05d}.png"
         image.save(os.path.join(args.out, name))
-        split = "train" if i < args.pairs * 5 // 6 else "validation"
-        rows.append({"path": name, "label": f"{a_cls};{b_cls}", "split": split})
+        rows.append({"path": name, "label": f"{a_cls};{b_cls}"})
         i += 1
+    for row_index, row in enumerate(rows):  # of the pairs made: a small source makes fewer than asked
+        row["split"] = "train" if row_index < len(rows) * 5 // 6 else "validation"
     with open(os.path.join(args.out, "labels.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, ["path", "label", "split"])
         writer.writeheader()

@@ -204,14 +204,17 @@ def add_image_size_arg(parser):
     )
 
 
-def add_labels_args(parser):
-    """--labels and --multi-label, the same on every command that trains (train, tune, sweep, diagnose)."""
+def add_labels_args(parser, multi_label=True):
+    """--labels and --multi-label, the same on every command that trains (train, tune, sweep, diagnose);
+    evaluate.py takes --labels alone (a run knows whether it is multi-label)."""
     parser.add_argument(
         "--labels",
         metavar="FILE.csv",
         help="the dataset as a CSV of path,label rows (paths relative to the CSV; an optional split column "
         "says train, validation or test): the same as --data-dir FILE.csv",
     )
+    if not multi_label:
+        return
     parser.add_argument(
         "--multi-label",
         action="store_true",

@@ -21,7 +21,14 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, description_of
+from keras_cnn.cli.common import (
+    ArgumentParser,
+    add_labels_args,
+    at_least,
+    cli_entry,
+    description_of,
+    labels_assignments,
+)
 from keras_cnn.config import TrainConfig
 from keras_cnn.data import load_data, prepare_data
 from keras_cnn.errors import UsageError
@@ -56,9 +63,11 @@ def main(argv=None):
     )
     parser.add_argument("--dataset", help="dataset name (default: the run's)")
     parser.add_argument("--data-dir", help="evaluate on data from here instead of the run's source")
+    add_labels_args(parser, multi_label=False)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--output-dir")
     args = parser.parse_args(argv)
+    labels_assignments(args)  # --labels FILE.csv is --data-dir FILE.csv
     at_least(args.batch_size, "--batch-size")
     if not args.run and not args.saved_model and not args.model:
         raise UsageError("pass --run RUN_DIR, --saved-model VERSION_DIR or --model FILE (several make an ensemble)")
@@ -113,6 +122,8 @@ def _members(args):
     for _, other in members[1:]:
         if other["data"]["class_names"] != first["class_names"] or other["data"]["image_shape"] != first["image_shape"]:
             raise UsageError("the ensemble's members differ in classes or image shape; combine models of one dataset")
+        if (serving_threshold(other) is None) != (serving_threshold(members[0][1]) is None):
+            raise UsageError("the ensemble mixes multi-label and single-label models; combine models of one kind")
     return members
 
 

@@ -65,13 +65,24 @@ def convert(fmt: Format, conversion_dir: str, out_path: str, calibration: np.nda
 
 def _onnx(conversion_dir, out_path):
     import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     loaded = tf.saved_model.load(conversion_dir)
     concrete = loaded.signatures[UINT8_ENDPOINT]
     spec = concrete.structured_input_signature[1]["images"]
-    function = tf.function(lambda images: concrete(images=images), input_signature=[spec])
+    function = tf.function(lambda images: concrete(images=images)["probabilities"], input_signature=[spec])
+    # Frozen here, not by tf2onnx: from_function freezes variables but leaves captured tensors (Keras's
+    # Normalization keeps its reshaped mean and variance as such, inside EfficientNet) as graph
+    # inputs the ONNX file then demands ("Required inputs ... are missing from input feed").
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function())
     with _quiet_converter():
-        tf2onnx.convert.from_function(function, input_signature=[spec], opset=ONNX_OPSET, output_path=out_path)
+        tf2onnx.convert.from_graph_def(
+            frozen.graph.as_graph_def(),
+            input_names=[t.name for t in frozen.inputs],
+            output_names=[t.name for t in frozen.outputs],
+            opset=ONNX_OPSET,
+            output_path=out_path,
+        )
     return {"opset": ONNX_OPSET}
 
 
