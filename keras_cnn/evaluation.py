@@ -9,6 +9,7 @@ from keras_cnn import plots
 from keras_cnn.data.pipeline import eval_inputs
 from keras_cnn.io import atomic_write, csv_text, write_json
 from keras_cnn.run_dir import RunDir
+from keras_cnn.training.multi_label import squash
 
 
 def classification_metrics(probabilities, labels, class_names):
@@ -88,8 +89,8 @@ def run_predictor(run_dir):
     softmax (a multi-label run's: sigmoid)."""
     run = RunDir(run_dir)
     model, normalizer, data_cfg = run.load_model(), run.load_normalizer(), run.read_config().data
-    squash = tf.sigmoid if data_cfg.multi_label else tf.nn.softmax
-    return lambda images: squash(
+    to_probabilities = squash(data_cfg.multi_label)
+    return lambda images: to_probabilities(
         tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32)
     ).numpy()
 

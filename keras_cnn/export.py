@@ -32,6 +32,7 @@ from keras_cnn.io import DIR_MODE, FILE_MODE, make_private_dir
 from keras_cnn.models import create_model
 from keras_cnn.run_dir import RunDir
 from keras_cnn.training.callbacks import RunCallback
+from keras_cnn.training.multi_label import squash
 from keras_cnn.training.precision import precision_policy
 
 
@@ -52,9 +53,9 @@ class ServingFunctions:
 
     def probabilities(self, images):
         """[N, K] float32: the members' softmax (multi-label: sigmoid) outputs, averaged."""
-        squash = tf.sigmoid if self.threshold is not None else tf.nn.softmax
+        to_probabilities = squash(self.threshold is not None)
         members = [
-            squash(tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32))
+            to_probabilities(tf.cast(model(eval_inputs(images, data_cfg, normalizer), training=False), tf.float32))
             for model, normalizer, data_cfg in self.members
         ]
         return members[0] if len(members) == 1 else tf.add_n(members) / float(len(members))

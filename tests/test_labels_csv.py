@@ -294,3 +294,9 @@ def test_evaluate_takes_a_labels_csv_for_another_set(multi_label_run, pairs, tmp
     train_rows = sum(row["split"] == "train" for row in csv.DictReader(open(pairs)))
     assert summary["images"] == train_rows > 100 and summary["source"] == str(pairs)  # the CSV's training rows
     assert "mAP" in capsys.readouterr().out
+
+
+def test_a_row_of_empty_fields_plus_extras_is_refused_not_crashed_on(tmp_path):
+    (tmp_path / "l.csv").write_text("path,label\n,,extra\n")
+    with pytest.raises(UsageError, match="line 2: more fields than the header's"):
+        read_labels_csv(str(tmp_path / "l.csv"))

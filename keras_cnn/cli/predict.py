@@ -24,7 +24,7 @@ import tensorflow as tf
 from keras_cnn.cli.common import ArgumentParser, at_least, cli_entry, description_of
 from keras_cnn.data.sources import IMAGE_EXTENSIONS
 from keras_cnn.errors import UsageError
-from keras_cnn.export import load_saved_model
+from keras_cnn.export import load_saved_model, serving_threshold
 from keras_cnn.io import atomic_write, csv_text
 from keras_cnn.quiet import muted_stderr
 
@@ -87,8 +87,6 @@ def load_member(path):
 
 def _threshold(folder):
     """A multi-label export's threshold, from the run record beside it (older exports: none)."""
-    from keras_cnn.export import serving_threshold
-
     path = os.path.join(folder, "config.json")
     if not os.path.isfile(path):
         return None
@@ -113,7 +111,7 @@ def _file_member(path):
         images = np.stack([decode_image(tf.constant(b), channels, (height, width)).numpy() for b in blobs])
         return model.predict(images)
 
-    return predict, list(record["data"]["class_names"]), _threshold(os.path.dirname(os.path.abspath(path)))
+    return predict, list(record["data"]["class_names"]), serving_threshold(record)
 
 
 def check_same_classes(models, paths):

@@ -55,10 +55,7 @@ def collect(source, dataset, image_size=None):
         and not os.path.isfile(os.path.join(source, "train.npz"))
     ):
         loaded = load_image_folder(source, image_size=image_size)
-        splits = {name: (list(split.paths), split.labels) for name, split in _named(loaded).items()}
-        sizes = {tuple(image_size) if image_size else split.size for split in _named(loaded).values()}
-        shape = [*sizes.pop(), loaded.train.channels] if len(sizes) == 1 else None
-        return splits, loaded.class_names, shape, loaded.train.channels, f"image_folder:{source}"
+        return _file_records(loaded, image_size, lambda labels: labels)
     if image_size:
         raise UsageError("--image-size applies to image folders; arrays and TFDS sets keep their size")
     if source.endswith(".npz") or os.path.isfile(os.path.join(source, "train.npz")):
@@ -79,7 +76,13 @@ def _collect_csv(source, image_size):
             f"{source} holds multi-label rows (a;b); prepared records keep one class per image, "
             "so train from the CSV itself: train.py --labels FILE.csv --multi-label"
         )
-    splits = {name: (list(split.paths), split.labels.argmax(1).astype("int32")) for name, split in named.items()}
+    return _file_records(loaded, image_size, lambda labels: labels.argmax(1).astype("int32"))
+
+
+def _file_records(loaded, image_size, class_of):
+    """collect()'s answer for a source of files (an image folder, a CSV): their paths, one class each."""
+    named = _named(loaded)
+    splits = {name: (list(split.paths), class_of(split.labels)) for name, split in named.items()}
     sizes = {tuple(image_size) if image_size else split.size for split in named.values()}
     shape = [*sizes.pop(), loaded.train.channels] if len(sizes) == 1 else None
     return splits, loaded.class_names, shape, loaded.train.channels, loaded.description

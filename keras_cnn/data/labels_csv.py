@@ -26,8 +26,8 @@ def is_labels_csv(path: str) -> bool:
 
 
 def read_labels_csv(path: str, *, multi_label: bool = False):
-    """({split: (paths, labels)}, class_names): labels int32 class indices, or with multi_label a
-    uint8 multi-hot matrix (N, classes). Classes are the training rows' names, sorted."""
+    """({split: (paths, labels)}, class_names): labels int32 class indices, or with multi_label an
+    int32 multi-hot matrix (N, classes). Classes are the training rows' names, sorted."""
     rows = _rows(path)
     root = os.path.dirname(os.path.abspath(path))
     seen, by_split = {}, {}
@@ -80,14 +80,18 @@ def _rows(path):
                 what = f"unknown column(s) {', '.join(unknown)}" if unknown else f"no {' or '.join(missing)} column"
                 raise UsageError(f"{path}: {what}; a labels CSV has the columns path,label and optionally split")
             reader.fieldnames = header
-            rows = [(reader.line_num, row) for row in reader if any((v or "").strip() for v in row.values())]
+            rows = []
+            for row in reader:
+                if None in row:  # more fields than the header names (DictReader files them under None)
+                    raise UsageError(
+                        f"{path} line {reader.line_num}: more fields than the header's; quote labels that hold commas"
+                    )
+                if any((v or "").strip() for v in row.values()):  # blank lines are not rows
+                    rows.append((reader.line_num, row))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise UsageError(f"cannot read {path} as a CSV file ({err}); check the file") from None
     if not rows:
         raise UsageError(f"{path} has a header but no rows; add one path,label row per image")
-    for line, row in rows:
-        if None in row:  # more fields than the header names
-            raise UsageError(f"{path} line {line}: more fields than the header's; quote labels that hold commas")
     return rows
 
 

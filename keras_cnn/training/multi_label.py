@@ -77,6 +77,13 @@ def multi_label_metrics(probabilities, labels, class_names, threshold):
     return summary, per_class
 
 
+def squash(multi_label):
+    """logits -> probabilities: one sigmoid per class for a multi-label run, else the softmax."""
+    import tensorflow as tf
+
+    return tf.sigmoid if multi_label else tf.nn.softmax
+
+
 def probabilities_of(model, split, data_cfg, normalizer, batch=256):
     """(sigmoid probabilities, labels) of a model over a split, through the evaluation transform."""
     import tensorflow as tf
@@ -86,7 +93,7 @@ def probabilities_of(model, split, data_cfg, normalizer, batch=256):
     scores, labels = [], []
     for images, batch_labels in split.batches(batch):
         logits = model(eval_inputs(images, data_cfg, normalizer), training=False)
-        scores.append(tf.sigmoid(tf.cast(logits, tf.float32)).numpy())
+        scores.append(squash(True)(tf.cast(logits, tf.float32)).numpy())
         labels.append(batch_labels)
     return np.concatenate(scores), np.concatenate(labels)
 
